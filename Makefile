@@ -1,0 +1,73 @@
+# Schrödinger's FP — developer entry points.
+#
+#   make venv      create .venv and install the project with all extras (idempotent)
+#   make sim-deps  install Icarus Verilog (and the C++ toolchain Verilator needs) via apt if missing
+#   make test      run the unit tests (tests/) and the RTL simulations (sim_tests/)
+#   make demo      run the end-to-end demo
+#   make clean     remove build products (keeps .venv; `make distclean` removes it too)
+#
+# Works on a fresh Debian/Ubuntu machine with python3 and python3-venv.
+
+SHELL       := /bin/bash
+PYTHON      ?= python3
+VENV        := .venv
+VPY         := $(VENV)/bin/python
+EXTRAS      := hw,sim,train,test
+# Re-install when pyproject.toml (or the extras list) changes: the stamp holds their hash.
+STAMP       := $(VENV)/.sfp-install-stamp
+PYTEST_ARGS ?=
+
+.PHONY: all venv sim-deps test sim-test demo clean distclean
+
+all: test
+
+venv:
+	@set -euo pipefail; \
+	key="$$( (cat pyproject.toml; echo '$(EXTRAS)') | sha256sum | cut -d' ' -f1)"; \
+	if [ -x "$(VPY)" ] && [ -f "$(STAMP)" ] && [ "$$(cat $(STAMP))" = "$$key" ]; then \
+	    echo "venv: up to date ($(VENV))"; exit 0; \
+	fi; \
+	if [ ! -x "$(VPY)" ]; then \
+	    echo "venv: creating $(VENV) with $(PYTHON)"; \
+	    $(PYTHON) -m venv $(VENV); \
+	fi; \
+	echo "venv: installing .[$(EXTRAS)] (torch pinned in pyproject.toml)"; \
+	$(VPY) -m pip install --disable-pip-version-check -q -e ".[$(EXTRAS)]"; \
+	echo "$$key" > $(STAMP)
+
+sim-deps:
+	@set -euo pipefail; \
+	pkgs=""; \
+	command -v iverilog >/dev/null 2>&1 || pkgs="$$pkgs iverilog"; \
+	command -v g++      >/dev/null 2>&1 || pkgs="$$pkgs g++"; \
+	command -v perl     >/dev/null 2>&1 || pkgs="$$pkgs perl"; \
+	if [ -z "$$pkgs" ]; then echo "sim-deps: iverilog, g++, perl present"; exit 0; fi; \
+	if [ "$$(id -u)" -eq 0 ]; then SUDO=""; else SUDO="sudo"; fi; \
+	echo "sim-deps: installing$$pkgs"; \
+	$$SUDO apt-get update; \
+	DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y --no-install-recommends $$pkgs
+
+# The pytest harness also sets these itself (sim_tests/simenv.py), so plain
+# `.venv/bin/python -m pytest` works too; exporting them here keeps `make test`
+# explicit about which Verilator it uses.
+test: venv sim-deps
+	@set -euo pipefail; \
+	eval "$$($(VPY) sim_tests/simenv.py --shell)"; \
+	$(VPY) -m pytest $(PYTEST_ARGS)
+
+# Only the RTL simulations.
+sim-test: venv sim-deps
+	@set -euo pipefail; \
+	eval "$$($(VPY) sim_tests/simenv.py --shell)"; \
+	$(VPY) -m pytest sim_tests $(PYTEST_ARGS)
+
+demo: venv
+	$(VENV)/bin/sfp demo
+
+clean:
+	rm -rf build sim_build .pytest_cache .hypothesis results.xml
+	find . -path ./$(VENV) -prune -o -name __pycache__ -type d -print0 | xargs -0 rm -rf
+	find . -path ./$(VENV) -prune -o -name '*.egg-info' -type d -print0 | xargs -0 rm -rf
+
+distclean: clean
+	rm -rf $(VENV)
