@@ -34,7 +34,7 @@ import numpy as np
 from . import bitpack
 from .blocks import pack_image, unpack_image
 from .formats import FormatError, ROUNDINGS, SOURCES, SOURCES_BY_CODE, Settings
-from .quantize import as_bits, from_bits, from_fields, to_fields
+from .quantize import as_bits, from_bits, from_fields, resolve, to_fields
 
 __all__ = ["MAGIC", "VERSION", "Encoded", "encode", "decode", "encode_image", "parse", "header_bytes"]
 
@@ -56,13 +56,30 @@ class Encoded:
         return int(np.prod(self.shape, dtype=np.int64))
 
 
+# Tensors are processed in pieces of whole blocks: blocks are independent and
+# word-aligned, so the pieces' images simply concatenate, and the temporaries
+# stay small enough to be cache- and allocator-friendly.
+CHUNK_VALUES = 1 << 18
+
+
+def _chunk(s: Settings) -> int:
+    return max(s.block, CHUNK_VALUES // s.block * s.block)
+
+
 def encode_image(x, s: Settings, strict: bool = True) -> Encoded:
     """Quantize and pack ``x``: the image the hardware writes, with its block index."""
     x = np.asarray(x)
-    fields, s = to_fields(as_bits(x, s.source), s, strict=strict)
-    words, block_words = pack_image(fields, s)
-    nbytes = int(block_words.sum()) * s.word // 8
-    return Encoded(s, tuple(x.shape), block_words, bitpack.to_bytes(words, nbytes), x.dtype.kind == "u")
+    bits = as_bits(x, s.source)
+    s = resolve(x, s)
+    step = _chunk(s)
+    images, index = [], []
+    for i in range(0, bits.size, step):
+        fields, _ = to_fields(bits[i:i + step], s, strict=strict, start=i)
+        words, block_words = pack_image(fields, s)
+        images.append(bitpack.to_bytes(words, int(block_words.sum()) * s.word // 8))
+        index.append(block_words)
+    block_words = np.concatenate(index) if index else np.zeros(0, np.int64)
+    return Encoded(s, tuple(x.shape), block_words, b"".join(images), x.dtype.kind == "u")
 
 
 def header_bytes(e: Encoded, payload_crc: int | None = None) -> bytes:
@@ -139,5 +156,14 @@ def decode(data: bytes, as_float: bool | None = None) -> np.ndarray:
     if as_float is None:
         as_float = not e.raw_bits
     s = e.settings
-    fields = unpack_image(bitpack.from_bytes(e.payload), e.block_words, s, e.n)
-    return from_bits(from_fields(fields, s), s.source, e.shape, as_float=as_float)
+    words = bitpack.from_bytes(e.payload)
+    out = np.empty(e.n, np.uint32)
+    step = _chunk(s)
+    per = step // s.block                       # blocks per piece
+    starts = np.concatenate([[0], np.cumsum(e.block_words)]) * (s.word // 32)
+    for b in range(0, len(e.block_words), per):
+        lo, hi = b * s.block, min(e.n, (b + per) * s.block)
+        piece = words[starts[b]:starts[min(b + per, len(e.block_words))]]
+        fields = unpack_image(piece, e.block_words[b:b + per], s, hi - lo)
+        out[lo:hi] = from_fields(fields, s)
+    return from_bits(out, s.source, e.shape, as_float=as_float)

@@ -89,7 +89,7 @@ def stochastic_bits(n: int, seed: int, drop: int, start: int = 0) -> np.ndarray:
 class _Rounded:
     """Classification and mantissa rounding: everything that does not depend on exp_base."""
 
-    def __init__(self, bits: np.ndarray, s: Settings):
+    def __init__(self, bits: np.ndarray, s: Settings, start: int = 0):
         src = s.src
         m, drop = s.man_bits, src.man_width - s.man_bits
         self.sign = (bits >> np.uint32(src.width - 1)) & np.uint32(1)
@@ -107,7 +107,7 @@ class _Rounded:
         elif s.rounding == "rz":
             r = mag >> np.uint32(drop)
         else:
-            r = (mag + stochastic_bits(mag.size, s.seed, drop)) >> np.uint32(drop)
+            r = (mag + stochastic_bits(mag.size, s.seed, drop, start)) >> np.uint32(drop)
         self.exp = (r >> np.uint32(m)).astype(np.int32)
         self.man = r & np.uint32((1 << m) - 1)
         self.negative = (self.sign == 1) & (mag != 0) & ~self.nan
@@ -120,37 +120,41 @@ class _Rounded:
         return min(int(self.exp[ok].max()), s.src.max_finite_exp)
 
 
-def _check_strict(r: _Rounded, s: Settings) -> None:
+def _check_strict(r: _Rounded, s: Settings, start: int = 0) -> None:
     if not s.sign and r.negative.any():
-        i = int(np.flatnonzero(r.negative)[0])
+        i = start + int(np.flatnonzero(r.negative)[0])
         raise FormatError(f"negative value at index {i} but the sign is elided (--no-sign)")
     if not s.specials and (r.nan | r.inf).any():
-        i = int(np.flatnonzero(r.nan | r.inf)[0])
+        i = start + int(np.flatnonzero(r.nan | r.inf)[0])
         raise FormatError(f"Inf/NaN at index {i} but specials are off")
 
 
-def resolve(x, s: Settings) -> Settings:
+def resolve(x, s: Settings, chunk: int = 1 << 18) -> Settings:
     """Settings with ``exp_base='auto'`` replaced by the tensor's base (format.md 2)."""
     if s.exp_base != "auto":
         return s
-    return s.with_(exp_base=_auto_base(_Rounded(as_bits(x, s.source), s), s))
+    bits = as_bits(x, s.source)
+    emax = max((_Rounded(bits[i:i + chunk], s, i).max_exp(s) for i in range(0, bits.size, chunk)), default=0)
+    return s.with_(exp_base=max(0, emax - s.max_code))
 
 
 def _auto_base(r: _Rounded, s: Settings) -> int:
     return max(0, r.max_exp(s) - s.max_code)
 
 
-def to_fields(bits: np.ndarray, s: Settings, strict: bool = True) -> tuple[Fields, Settings]:
+def to_fields(bits: np.ndarray, s: Settings, strict: bool = True, start: int = 0) -> tuple[Fields, Settings]:
     """Fields of every value and the resolved settings.
 
     ``strict`` (model and CLI) raises :class:`FormatError` on a negative value
     with the sign elided, or Inf/NaN with specials off.  With ``strict=False``
     the hardware's behaviour is modelled instead: such values are written as
     +0 (negatives, NaN) or saturated (Inf) and counted in sticky flags.
+    ``start`` is the tensor index of ``bits[0]`` (for the stochastic source
+    and error messages) when a tensor is processed in pieces.
     """
-    r = _Rounded(bits, s)
+    r = _Rounded(bits, s, start)
     if strict:
-        _check_strict(r, s)
+        _check_strict(r, s, start)
     if s.exp_base == "auto":
         s = s.with_(exp_base=_auto_base(r, s))
     m = s.man_bits
