@@ -71,3 +71,11 @@ clean:
 
 distclean: clean
 	rm -rf $(VENV)
+
+# Measurements behind docs/format.md and docs/results.md.
+.PHONY: gecko-choice bench
+gecko-choice: venv
+	$(VPY) scripts/gecko_choice.py
+
+bench: venv
+	$(VPY) scripts/bench_model.py

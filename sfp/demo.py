@@ -1,0 +1,91 @@
+"""``sfp demo``: the project's main job on built-in defaults.
+
+Trains (or reuses) the digits CNN dump, stores a real activation tensor and
+the whole dump in a ladder of containers through the golden model, checks
+that every file decodes to exactly ``quantize(x)``, and prints the
+footprint table.  Later stages (Verilog, simulation, area) join as they land.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+
+import ml_dtypes
+import numpy as np
+
+from model.container import decode, encode
+from model.formats import Settings
+from model.quantize import quantize
+from model.stats import combine, footprint
+
+DEMO_TENSOR = "epoch10/act/relu2.out"
+
+LADDER = [
+    ("bf16 as is (lossless)", dict(exp_base=0)),
+    ("bf16 + Gecko (lossless)", dict(exp_base=0, gecko=True)),
+    ("m3 e5", dict(man_bits=3, exp_bits=5)),
+    ("m3 e5 + Gecko", dict(man_bits=3, exp_bits=5, gecko=True)),
+    ("m2 e4", dict(man_bits=2, exp_bits=4)),
+    ("m2 e4 + Gecko", dict(man_bits=2, exp_bits=4, gecko=True)),
+    ("m1 e3 + Gecko", dict(man_bits=1, exp_bits=3, gecko=True)),
+]
+
+
+def _say(msg: str) -> None:
+    print(msg, file=sys.stderr, flush=True)
+
+
+def _rel_err(x: np.ndarray, y: np.ndarray) -> float:
+    a, b = x.astype(np.float64), y.astype(np.float64)
+    nz = a != 0
+    return float(np.median(np.abs(b[nz] - a[nz]) / np.abs(a[nz]))) if nz.any() else 0.0
+
+
+def run_demo(args) -> int:
+    from sfp.cli import CliError, load_tensors
+
+    if args.tensors:
+        path = args.tensors
+    else:
+        try:
+            from train.tensors import ensure_tensors
+        except ImportError:
+            raise CliError("the demo needs the training extra (pip install -e '.[train]') or --tensors FILE.npz")
+        _say("demo: training tensors (digits CNN; cached after the first run) ...")
+        path = str(ensure_tensors())
+    tensors = load_tensors(path)
+    name = DEMO_TENSOR if DEMO_TENSOR in tensors else next(iter(tensors))
+    x = tensors[name].astype(ml_dtypes.bfloat16)
+    os.makedirs("out/demo", exist_ok=True)
+
+    print(f"\n== One tensor: {name} {tuple(x.shape)}, {x.size} bf16 values ==\n")
+    print(f"{'container':<26} {'file bytes':>10} {'bits/val':>8} {'vs fp32':>8} {'vs bf16':>8} {'exp bits':>8} {'median rel err':>14}  round trip")
+    for label, kw in LADDER:
+        s = Settings(**kw)
+        t0 = time.perf_counter()
+        blob = encode(x, s)
+        y = decode(blob)
+        ok = np.array_equal(y.view(np.uint16), quantize(x, s).view(np.uint16))
+        fp = footprint(x, s)
+        ebits = fp["gecko_exp_bits"] if s.gecko else fp["raw_exp_bits"]
+        with open(os.path.join("out/demo", label.split(" (")[0].replace(" ", "_").replace("+", "gecko") + ".sfpc"), "wb") as f:
+            f.write(blob)
+        print(f"{label:<26} {len(blob):>10} {fp['bits_per_value']:>8.2f} {fp['ratio_vs_fp32']:>7.2f}x {fp['ratio_vs_bf16']:>7.2f}x "
+              f"{ebits:>8.2f} {_rel_err(x, y):>14.4f}  {'exact' if ok else 'MISMATCH'}  ({(time.perf_counter() - t0) * 1e3:.0f} ms)")
+        if not ok:
+            raise CliError(f"decode(encode(x)) != quantize(x) for {label}")
+
+    print(f"\n== Whole training dump: {len(tensors)} tensors, per kind ==\n")
+    print(f"{'container':<26} {'kind':<7} {'values':>9} {'bits/val':>8} {'vs fp32':>8} {'exp H0':>7} {'Gecko':>6} {'raw e':>5}")
+    for label, kw in LADDER[2:]:
+        for kind in ("weight", "act", "grad"):
+            parts = [footprint(a.astype(ml_dtypes.bfloat16), Settings(**kw)) for k, a in tensors.items() if f"/{kind}/" in k]
+            if not parts:
+                continue
+            c = combine(parts)
+            print(f"{label:<26} {kind:<7} {c['values']:>9} {c['bits_per_value']:>8.2f} {c['ratio_vs_fp32']:>7.2f}x "
+                  f"{c['exp_entropy_bits']:>7.2f} {c['gecko_exp_bits']:>6.2f} {c['raw_exp_bits']:>5.0f}")
+    print("\nfiles written to out/demo/ (sfp decode FILE.sfpc -o OUT.npy reads them back)")
+    return 0
