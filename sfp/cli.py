@@ -220,7 +220,17 @@ def build_parser() -> argparse.ArgumentParser:
     m = sub.add_parser("demo", help="the main job on built-in defaults: real training tensors through the containers")
     m.add_argument("--tensors", metavar="FILE.npz", help="training dump to use (default: generate/cached digits CNN dump)")
     m.set_defaults(func=cmd_demo)
+
+    # Commands over the hardware, synthesis and training live in their own
+    # modules; each exposes ``register(subparsers)`` and raises CliError on bad input.
+    import importlib
+    for name in PLUGINS:
+        importlib.import_module(name).register(sub)
     return p
+
+
+PLUGINS = [m for m in ("sfp.hw_cmd", "sfp.synth_cmd", "sfp.train_cmd")
+           if __import__("importlib.util").util.find_spec(m) is not None]
 
 
 
