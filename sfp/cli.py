@@ -8,6 +8,8 @@ written to a temporary file and renamed, so a failed run leaves none.
 from __future__ import annotations
 
 import argparse
+import importlib
+import importlib.util
 import json
 import os
 import sys
@@ -223,14 +225,13 @@ def build_parser() -> argparse.ArgumentParser:
 
     # Commands over the hardware, synthesis and training live in their own
     # modules; each exposes ``register(subparsers)`` and raises CliError on bad input.
-    import importlib
     for name in PLUGINS:
-        importlib.import_module(name).register(sub)
+        if importlib.util.find_spec(name) is not None:
+            importlib.import_module(name).register(sub)
     return p
 
 
-PLUGINS = [m for m in ("sfp.hw_cmd", "sfp.synth_cmd", "sfp.train_cmd")
-           if __import__("importlib.util").util.find_spec(m) is not None]
+PLUGINS = ("sfp.hw_cmd", "sfp.synth_cmd", "sfp.train_cmd")
 
 
 
