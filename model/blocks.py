@@ -34,82 +34,98 @@ def _sm(f: Fields, s: Settings) -> np.ndarray:
     return (f.sign.astype(np.uint64) << np.uint64(s.man_bits)) | f.man.astype(np.uint64)
 
 
+def _plain_items(f: Fields, s: Settings, sel: np.ndarray, bstart: np.ndarray):
+    """(values, width, offsets) of the plain records of the values ``sel`` (format.md 4.2-4.3)."""
+    vb = s.value_bits
+    values = (f.sign[sel].astype(np.uint64) << np.uint64(s.exp_bits + s.man_bits)) \
+        | (f.code[sel].astype(np.uint64) << np.uint64(s.man_bits)) | f.man[sel].astype(np.uint64)
+    offsets = bstart[sel // s.block] + (sel % s.block) * vb
+    return values, np.full(sel.size, vb, np.int64), offsets
+
+
 def pack_image(f: Fields, s: Settings) -> tuple[np.ndarray, np.ndarray]:
-    """(uint32 words of the image, words of W bits per block)."""
+    """(uint32 words of the image, words of W bits per block).
+
+    With Gecko, a block whose Gecko coding would not be shorter than its
+    plain layout is stored plain (format.md 5.2): the block index tells
+    which, so Gecko never costs a block more than the plain layout.
+    """
     n = f.code.size
     counts = block_counts(n, s.block)
-    if s.gecko:
-        return _pack_gecko(f, s, counts)
-    vb = s.value_bits
-    block_words = _word_align(counts * vb, s.word)
-    starts = np.concatenate([[0], np.cumsum(block_words)[:-1]]) * s.word
-    i = np.arange(n, dtype=np.int64)
-    offsets = starts[i // s.block] + (i % s.block) * vb
-    values = (_sm(f, s) >> np.uint64(s.man_bits) << np.uint64(s.exp_bits + s.man_bits)) \
-        | (f.code.astype(np.uint64) << np.uint64(s.man_bits)) | f.man.astype(np.uint64)
-    total = int(block_words.sum()) * s.word
-    return bitpack.pack(values, vb, offsets, total), block_words
-
-
-def _group_layout(n: int, s: Settings):
-    """Group counts, and for each group its block and index inside the block."""
-    counts = block_counts(n, s.group)           # groups never straddle a block: B % G == 0
-    g = np.arange(counts.size, dtype=np.int64)
-    per_block = s.block // s.group
-    return counts, g // per_block, g % per_block
-
-
-def _pack_gecko(f: Fields, s: Settings, counts: np.ndarray):
-    e, G = s.exp_bits, s.group
-    n = f.code.size
-    gc = gecko.code_groups(f.code, G, e)
-    ng = gc.count.size
-    gblock = np.arange(ng, dtype=np.int64) // (s.block // G)   # B % G == 0: groups never straddle blocks
-    smb = s.sign_bits + s.man_bits
-    hb = gecko.header_bits(e)
-    expbits = gc.bits
-    gbits = expbits + gc.count * smb
-    nb = counts.size
-    block_bits = np.bincount(gblock, weights=gbits, minlength=nb).astype(np.int64)
-    block_words = _word_align(block_bits, s.word)
-    bstart = np.concatenate([[0], np.cumsum(block_words)[:-1]]) * s.word
-    cum = np.cumsum(gbits) - gbits                 # exclusive prefix over all groups ...
-    first = np.concatenate([[0], np.cumsum(np.bincount(gblock, minlength=nb))[:-1]])
-    gstart = bstart[gblock] + cum - cum[first[gblock]]   # ... restarted at every block
-
-    lane = np.arange(G)[None, :]
-    valid = gc.valid
-    codes = np.zeros((ng, G), np.int64)
-    codes.reshape(-1)[:n] = f.code
-    rice, raw = gc.rice[:, None] & valid, ((gc.mode == gecko.RAW) & (gc.base > 0))[:, None] & valid
-    k = np.minimum(gc.mode, 2)[:, None]
-    q = gc.quotient
-    esc = gc.escape
-    body = gstart[:, None] + hb
-    rem_off = body + lane * k
-    una_len = q + 1
-    una_off = body + gc.count[:, None] * k + np.cumsum(una_len * valid, axis=1) - una_len
-    exc_base = body[:, 0] + gc.count * k[:, 0] + (una_len * valid).sum(axis=1)
-    exc_off = exc_base[:, None] + (np.cumsum(esc, axis=1) - esc) * e
-    sm_off = (gstart + expbits)[:, None] + lane * smb
-    sm = np.zeros(ng * G, np.uint64)
-    sm[:n] = _sm(f, s)
-    header = gc.base | (gc.zflag << e) | (gc.mode << (e + 1))
-    rem = np.where(esc, 0, gc.sym & ((1 << k) - 1))
-    kw = np.broadcast_to(k, (ng, G))
-    parts = [  # (values, widths, offsets) of every field of the image
-        (header, hb, gstart),
-        (rem[rice], kw[rice], rem_off[rice]),
-        ((1 << q[rice]) - 1, una_len[rice], una_off[rice]),
-        (codes[esc], e, exc_off[esc]),
-        (codes[raw], e, (body + lane * e)[raw]),
-        (sm.reshape(ng, G)[valid], smb, sm_off[valid]),
-    ]
-    values = np.concatenate([np.asarray(v, np.uint64).reshape(-1) for v, _, _ in parts])
-    offsets = np.concatenate([np.asarray(o, np.int64).reshape(-1) for _, _, o in parts])
-    widths = np.concatenate([np.broadcast_to(np.asarray(w, np.int64), np.shape(o)).reshape(-1) for _, w, o in parts])
+    plain_words = _word_align(counts * s.value_bits, s.word)
+    if not s.gecko:
+        bstart = np.concatenate([[0], np.cumsum(plain_words)[:-1]]) * s.word
+        items = [_plain_items(f, s, np.arange(n, dtype=np.int64), bstart)]
+        block_words = plain_words
+    else:
+        gk = _GeckoLayout(f, s, counts)
+        coded = gk.block_words < plain_words
+        block_words = np.where(coded, gk.block_words, plain_words)
+        bstart = np.concatenate([[0], np.cumsum(block_words)[:-1]]) * s.word
+        sel = np.flatnonzero(np.repeat(~coded, counts))
+        items = [_plain_items(f, s, sel, bstart)] + gk.items(coded, bstart)
+    values = np.concatenate([np.asarray(v, np.uint64).reshape(-1) for v, _, _ in items])
+    widths = np.concatenate([np.broadcast_to(np.asarray(w, np.int64), np.shape(o)).reshape(-1) for _, w, o in items])
+    offsets = np.concatenate([np.asarray(o, np.int64).reshape(-1) for _, _, o in items])
     total = int(block_words.sum()) * s.word
     return bitpack.pack(values, widths, offsets, total), block_words
+
+
+class _GeckoLayout:
+    """Gecko coding of every group, and each group's fields once block starts are known."""
+
+    def __init__(self, f: Fields, s: Settings, counts: np.ndarray):
+        e, G = s.exp_bits, s.group
+        self.f, self.s, self.n = f, s, f.code.size
+        self.gc = gc = gecko.code_groups(f.code, G, e)
+        ng = gc.count.size
+        self.gblock = np.arange(ng, dtype=np.int64) // (s.block // G)   # B % G == 0: groups never straddle blocks
+        self.smb = s.sign_bits + s.man_bits
+        self.expbits = gc.bits
+        self.gbits = self.expbits + gc.count * self.smb
+        nb = counts.size
+        block_bits = np.bincount(self.gblock, weights=self.gbits, minlength=nb).astype(np.int64)
+        self.block_words = _word_align(block_bits, s.word)
+        cum = np.cumsum(self.gbits) - self.gbits        # exclusive prefix over all groups ...
+        first = np.concatenate([[0], np.cumsum(np.bincount(self.gblock, minlength=nb))[:-1]])
+        self.ginblock = cum - cum[first[self.gblock]]   # ... restarted at every block
+
+    def items(self, coded: np.ndarray, bstart: np.ndarray):
+        """(values, widths, offsets) of the groups of the blocks where ``coded``."""
+        s, gc, e, G = self.s, self.gc, self.s.exp_bits, self.s.group
+        keep = coded[self.gblock]
+        ng = int(keep.sum())
+        gstart = bstart[self.gblock[keep]] + self.ginblock[keep]
+        count, base, zflag, mode = gc.count[keep], gc.base[keep], gc.zflag[keep], gc.mode[keep]
+        valid, sym = gc.valid[keep], gc.sym[keep]
+        q, esc, rice = gc.quotient[keep], gc.escape[keep], gc.rice[keep][:, None] & valid
+        raw = ((mode == gecko.RAW) & (base > 0))[:, None] & valid
+        hb, smb = gecko.header_bits(e), self.smb
+        lane = np.arange(G)[None, :]
+        codes = np.zeros((gc.count.size, G), np.int64)
+        codes.reshape(-1)[:self.n] = self.f.code
+        codes = codes[keep]
+        sm = np.zeros(gc.count.size * G, np.uint64)
+        sm[:self.n] = _sm(self.f, s)
+        sm = sm.reshape(-1, G)[keep]
+        k = np.minimum(mode, 2)[:, None]
+        body = gstart[:, None] + hb
+        una_len = q + 1
+        una_off = body + count[:, None] * k + np.cumsum(una_len * valid, axis=1) - una_len
+        exc_base = body[:, 0] + count * k[:, 0] + (una_len * valid).sum(axis=1)
+        exc_off = exc_base[:, None] + (np.cumsum(esc, axis=1) - esc) * e
+        sm_off = (gstart + self.expbits[keep])[:, None] + lane * smb
+        header = base | (zflag << e) | (mode << (e + 1))
+        rem = np.where(esc, 0, sym & ((1 << k) - 1))
+        kw = np.broadcast_to(k, (ng, G))
+        return [
+            (header, hb, gstart),
+            (rem[rice], kw[rice], (body + lane * k)[rice]),
+            ((1 << q[rice]) - 1, una_len[rice], una_off[rice]),
+            (codes[esc], e, exc_off[esc]),
+            (codes[raw], e, (body + lane * e)[raw]),
+            (sm[valid], smb, sm_off[valid]),
+        ]
 
 
 def unpack_image(words: np.ndarray, block_words: np.ndarray, s: Settings, n: int) -> Fields:
@@ -119,28 +135,34 @@ def unpack_image(words: np.ndarray, block_words: np.ndarray, s: Settings, n: int
         raise FormatError(f"block index has {len(block_words)} entries, {counts.size} expected for {n} values")
     block_words = np.asarray(block_words, np.int64)
     bstart = np.concatenate([[0], np.cumsum(block_words)[:-1]]) * s.word
-    if s.gecko:
-        return _unpack_gecko(words, block_words, bstart, counts, s, n)
-    vb = s.value_bits
-    expect = _word_align(counts * vb, s.word)
-    if not np.array_equal(expect, block_words):
+    plain_words = _word_align(counts * s.value_bits, s.word)
+    coded = (block_words < plain_words) if s.gecko else np.zeros(counts.size, bool)
+    if not np.array_equal(block_words[~coded], plain_words[~coded]):
         raise FormatError("block index does not match the settings (corrupted file?)")
-    i = np.arange(n, dtype=np.int64)
-    v = bitpack.unpack(words, vb, bstart[i // s.block] + (i % s.block) * vb)
     m, e = s.man_bits, s.exp_bits
-    return Fields((v >> np.uint32(e + m)) & np.uint32(s.sign_bits),
-                  (v >> np.uint32(m)) & np.uint32((1 << e) - 1),
-                  v & np.uint32((1 << m) - 1))
+    sign, code, man = (np.zeros(n, np.uint32) for _ in range(3))
+    plain = np.flatnonzero(np.repeat(~coded, counts))
+    if plain.size:
+        vb = s.value_bits
+        v = bitpack.unpack(words, vb, bstart[plain // s.block] + (plain % s.block) * vb)
+        sign[plain] = (v >> np.uint32(e + m)) & np.uint32(s.sign_bits)
+        code[plain] = (v >> np.uint32(m)) & np.uint32((1 << e) - 1)
+        man[plain] = v & np.uint32((1 << m) - 1)
+    if coded.any():
+        _unpack_gecko(words, np.flatnonzero(coded), block_words, bstart, counts, s, (sign, code, man))
+    return Fields(sign, code, man)
 
 
 # trailing one-bits of a (Q+1)-bit window: the unary quotient (Q+1 means a corrupt run)
 _TRAILING_ONES = np.array([(v ^ (v + 1)).bit_length() - 1 for v in range(1 << (gecko.Q + 1))], np.int64)
 
 
-def _unpack_gecko(words, block_words, bstart, counts, s: Settings, n: int) -> Fields:
+def _unpack_gecko(words, blocks, block_words, bstart, counts, s: Settings, out) -> None:
+    """Decode the Gecko-coded ``blocks`` into ``out`` = (sign, code, man) arrays."""
     e, G, m = s.exp_bits, s.group, s.man_bits
     hb, smb = gecko.header_bits(e), s.sign_bits + s.man_bits
-    nb = counts.size
+    bstart, block_words, counts = bstart[blocks], block_words[blocks], counts[blocks]
+    nb = blocks.size
     code = np.zeros(nb * s.block, np.int64)
     sm = np.zeros(nb * s.block, np.uint32)
     pos = bstart.copy()                         # bit cursor of each block
@@ -193,5 +215,9 @@ def _unpack_gecko(words, block_words, bstart, counts, s: Settings, n: int) -> Fi
     if (pos > bstart + block_words * s.word).any():
         raise FormatError("Gecko groups overrun their block length (corrupted file?)")
     keep = (np.arange(nb * s.block) % s.block) < np.repeat(counts, s.block)
-    code, sm = code[keep].astype(np.uint32), sm[keep]
-    return Fields((sm >> np.uint32(m)) & np.uint32(s.sign_bits), code, sm & np.uint32((1 << m) - 1))
+    dest = (np.repeat(blocks * s.block, s.block) + np.tile(np.arange(s.block), nb))[keep]
+    sign, codes, man = out
+    sm = sm[keep]
+    codes[dest] = code[keep]
+    sign[dest] = (sm >> np.uint32(m)) & np.uint32(s.sign_bits)
+    man[dest] = sm & np.uint32((1 << m) - 1)
