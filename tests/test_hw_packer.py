@@ -144,3 +144,62 @@ def test_wordpacker(p, stall):
     for c in cases:
         exp_lens += [(L, int(k == len(c.lens) - 1)) for k, L in enumerate(c.lens)]
     assert [(int(x.data), int(x.last)) for x in lens] == exp_lens
+
+
+# -- WordUnpacker: model image in, model fields out ----------------------------
+
+def _word_beats(case):
+    return [{"data": w, "last": int(k == len(case.words) - 1)} for k, w in enumerate(case.words)]
+
+
+@pytest.mark.parametrize("p", WP_CONFIGS, ids=lambda p: f"{p.source}_N{p.lanes}_W{p.word}_B{p.block}")
+@pytest.mark.parametrize("stall", [False, True])
+def test_wordunpacker(p, stall):
+    from hw.wordunpack import WordUnpacker
+    from model.quantize import as_bits, to_fields
+    from sim_tests.packer_ref import cfg_value
+
+    rng = np.random.default_rng(p.lanes * 5 + p.word)
+    cases = []
+    for i, kw in enumerate(WP_SETTINGS):
+        n = int(rng.integers(1, 3 * p.block + 5)) if i else 2 * p.block + p.lanes * 3 + 1
+        cases.append(make_case(adversarial_bits(p.source, rng, n), _settings(p, kw)))
+    dut = WordUnpacker(p)
+    beats = []
+    prng = random.Random(4)
+
+    async def tb(ctx):
+        ctx.set(dut.cfg_ok, 1)
+        for c in cases:
+            cfgv = cfg_value(c.settings, c.n)
+            first = True
+            for wb in _word_beats(c):
+                while stall and prng.random() < 0.3:
+                    ctx.set(dut.i.valid, 0)
+                    await ctx.tick()
+                ctx.set(dut.i.payload, wb)
+                ctx.set(dut.i.valid, 1)
+                if first:
+                    ctx.set(dut.cfg, cfgv)
+                await ctx.tick().until(dut.i.ready)
+                first = False
+        ctx.set(dut.i.valid, 0)
+        for _ in range(300):
+            await ctx.tick()
+
+    run_sim(dut, tb, collectors=[collector(dut.o, beats, random.Random(5), 0.5 if stall else 1.0)])
+    k = 0
+    for c in cases:
+        f, _ = to_fields(as_bits(c.bits.astype(c.settings.src.dtype), c.settings.source), c.settings, strict=False)
+        sign = f.sign & (1 if c.settings.sign else 0)
+        for t in range(0, c.n, p.lanes):
+            b = beats[k]
+            k += 1
+            cnt = min(p.lanes, c.n - t)
+            assert int(b.last) == int(t + p.lanes >= c.n)
+            assert int(b.keep) == (1 << cnt) - 1
+            for j in range(cnt):
+                got = (int(b.fields[j].sign), int(b.fields[j].code), int(b.fields[j].man))
+                exp = (int(sign[t + j]), int(f.code[t + j]), int(f.man[t + j]))
+                assert got == exp, f"value {t + j}: got {got}, expected {exp}"
+    assert k == len(beats)
