@@ -198,8 +198,15 @@ def cmd_demo(args) -> int:
     return run_demo(args)
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse, but a usage error is one line (``sfp CMD: error: ...``) and exit status 2."""
+
+    def error(self, message):
+        self.exit(EXIT_USAGE, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="sfp", description="Schrödinger's FP: dynamic floating-point containers, golden model and hardware generator")
+    p = _Parser(prog="sfp", description="Schrödinger's FP: dynamic floating-point containers, golden model and hardware generator")
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     e = sub.add_parser("encode", help="store a tensor (.npy) in a container file (.sfpc)")
