@@ -37,13 +37,17 @@ async def send(ctx, strm, payloads, rng, idle_prob=0.0, accepted=None):
 cycle_counter: list = []
 
 
-def collector(strm, out, rng, ready_prob=1.0):
+def collector(strm, out, rng, ready_prob=1.0, times=None):
     async def run(ctx):
+        cycle = 0
         while True:
             ctx.set(strm.ready, ready_prob >= 1.0 or rng.random() < ready_prob)
             _, _, valid, ready, payload = await ctx.tick().sample(strm.valid, strm.ready, strm.payload)
             if valid and ready:
                 out.append(payload)
+                if times is not None:
+                    times.append(cycle)
+            cycle += 1
     return run
 
 
@@ -203,3 +207,245 @@ def test_wordunpacker(p, stall):
                 exp = (int(sign[t + j]), int(f.code[t + j]), int(f.man[t + j]))
                 assert got == exp, f"value {t + j}: got {got}, expected {exp}"
     assert k == len(beats)
+
+
+# -- Packer / Unpacker (with hw.lane and hw.prng) --------------------------------
+
+JUNK_CFG = {"man_bits": 31, "exp_bits": 15, "exp_base": 255, "sign": 1, "specials": 0, "rounding": 3,
+            "gecko": 1, "seed": 0xDEADBEEF, "length": 7}
+
+
+def value_beats(case, lanes):
+    from sim_tests.packer_ref import beats_of
+
+    return [{"data": d, "keep": (1 << cnt) - 1, "last": last} for d, cnt, last in beats_of(case.bits, lanes)]
+
+
+async def send_tensors(ctx, dut, cases, rng, idle_prob, cfg_of, beats_of, cycles=None):
+    """Drive tensors back to back; cfg is valid only with each tensor's first beat (junk otherwise)."""
+    n_beats = 0
+    n_cycles = 0
+    for c in cases:
+        for k, b in enumerate(beats_of(c)):
+            while idle_prob and rng.random() < idle_prob:
+                ctx.set(dut.s_axis.valid, 0)
+                await ctx.tick()
+            ctx.set(dut.cfg, cfg_of(c) if k == 0 else JUNK_CFG)
+            ctx.set(dut.s_axis.payload, b)
+            ctx.set(dut.s_axis.valid, 1)
+            while True:
+                _, _, rdy = await ctx.tick().sample(dut.s_axis.ready)
+                n_cycles += 1
+                if rdy:
+                    break
+            n_beats += 1
+    ctx.set(dut.s_axis.valid, 0)
+    if cycles is not None:
+        cycles.append((n_beats, n_cycles))
+
+
+def expected_stream(cases, field):
+    out = []
+    for c in cases:
+        if not c.supported:
+            continue
+        items = getattr(c, field)
+        out += [(int(w), int(k == len(items) - 1)) for k, w in enumerate(items)]
+    return out
+
+
+def unsupported_case(p, bits):
+    s = _settings(p, {})
+    c = make_case(bits, s)
+    c.supported = False
+    return c
+
+
+def _unsup_cfg(c):
+    from sim_tests.packer_ref import cfg_value
+
+    d = cfg_value(c.settings, c.n)
+    if not c.supported:
+        d["exp_bits"] = 1                      # below the format's minimum: refused
+    return d
+
+
+PK_CONFIGS = [
+    HwParams(source="bf16", lanes=8, word=128, block=32),
+    HwParams(source="bf16", lanes=4, word=128, block=16),
+    HwParams(source="fp32", lanes=4, word=128, block=16),
+    HwParams(source="bf16", lanes=1, word=64, block=8),
+    HwParams(source="fp32", lanes=2, word=64, block=8, max_man_bits=12, max_exp_bits=7),
+]
+
+PK_SETTINGS = [
+    dict(),
+    dict(man_bits=3, exp_bits=4, rounding="stochastic", seed=12345),
+    dict(man_bits=2, exp_bits=3, sign=False),
+    dict(man_bits=5, exp_bits=5, specials=False, rounding="rz"),
+    dict(man_bits=0, exp_bits=2, exp_base=120),
+    dict(man_bits=1, exp_bits=6, rounding="stochastic", seed=0xFFFFFFFF, exp_base=100),
+]
+
+
+def _pk_cases(p, rng, lengths=None):
+    cases = []
+    for i, kw in enumerate(PK_SETTINGS):
+        n = lengths[i] if lengths else int(rng.integers(1, 2 * p.block + 5))
+        cases.append(make_case(adversarial_bits(p.source, rng, n), _settings(p, kw)))
+        if i == 2:
+            cases.append(unsupported_case(p, adversarial_bits(p.source, rng, 2 * p.lanes + 1)))
+    return cases
+
+
+def _pid(p):
+    return f"{p.source}_N{p.lanes}_W{p.word}_B{p.block}"
+
+
+@pytest.mark.parametrize("p", PK_CONFIGS, ids=_pid)
+@pytest.mark.parametrize("stall", [False, True])
+def test_packer(p, stall):
+    from hw.packer import Packer
+
+    rng = np.random.default_rng(p.lanes + p.word)
+    cases = _pk_cases(p, rng)
+    dut = Packer(p)
+    words, lens = [], []
+    prng = random.Random(7)
+    cycles = []
+
+    async def tb(ctx):
+        await send_tensors(ctx, dut, cases, prng, 0.3 if stall else 0.0, _unsup_cfg,
+                           lambda c: value_beats(c, p.lanes), cycles)
+        for _ in range(50):
+            await ctx.tick()
+        st = ctx.get(dut.status)
+        last = cases[-1]
+        assert (st.negative, st.special, st.unsupported) == (last.neg, last.special, 0)
+
+    run_sim(dut, tb, collectors=[
+        collector(dut.m_axis, words, random.Random(8), 0.5 if stall else 1.0),
+        collector(dut.m_len, lens, random.Random(9), 0.6 if stall else 1.0),
+    ])
+    got = [(int(w.data), int(w.last)) for w in words]
+    exp = expected_stream(cases, "words")
+    for k, (g, e) in enumerate(zip(got, exp)):
+        assert g == e, f"word {k}: got {g[0]:#x} last={g[1]}, expected {e[0]:#x} last={e[1]}"
+    assert len(got) == len(exp)
+    assert [(int(x.data), int(x.last)) for x in lens] == expected_stream(cases, "lens")
+    print(f"{len(got)} words, {len(lens)} blocks, beats/cycles {cycles[0]}")
+    if not stall:
+        nb, nc = cycles[0]
+        assert nb == nc, f"{nb} beats took {nc} cycles"
+
+
+@pytest.mark.parametrize("p", PK_CONFIGS[:1], ids=_pid)
+def test_packer_status(p):
+    """Flags per tensor: set by its values, replaced by the next tensor, refusal writes nothing."""
+    from hw.packer import Packer
+
+    rng = np.random.default_rng(3)
+    neg = make_case(np.array([0x3F80, 0xBF80, 0x4000], np.uint32), _settings(p, dict(sign=False)))
+    clean = make_case(np.array([0x3F80, 0x4000], np.uint32), _settings(p, {}))
+    spec = make_case(np.array([0x7F80, 0x3F80], np.uint32), _settings(p, dict(specials=False)))
+    bad = unsupported_case(p, adversarial_bits(p.source, rng, 9))
+    seq = [(neg, (1, 0, 0)), (clean, (0, 0, 0)), (spec, (0, 1, 0)), (bad, (0, 0, 1)), (clean, (0, 0, 0))]
+    dut = Packer(p)
+    words = []
+
+    async def tb(ctx):
+        for c, flags in seq:
+            await send_tensors(ctx, dut, [c], None, 0.0, _unsup_cfg, lambda c: value_beats(c, p.lanes))
+            for _ in range(10):
+                await ctx.tick()
+            st = ctx.get(dut.status)
+            assert (st.negative, st.special, st.unsupported) == flags
+
+    run_sim(dut, tb, collectors=[collector(dut.m_axis, words, random.Random(1)),
+                                 collector(dut.m_len, [], random.Random(1))])
+    assert [(int(w.data), int(w.last)) for w in words] == expected_stream([c for c, _ in seq], "words")
+
+
+@pytest.mark.parametrize("p", PK_CONFIGS, ids=_pid)
+@pytest.mark.parametrize("stall", [False, True])
+def test_unpacker(p, stall):
+    from hw.unpacker import Unpacker
+
+    rng = np.random.default_rng(p.lanes * 3 + p.word)
+    cases = _pk_cases(p, rng)
+    dut = Unpacker(p)
+    beats = []
+    prng = random.Random(11)
+    cycles = []
+
+    def word_beats(c):
+        if not c.supported:                    # a refused tensor: some words, dropped
+            return [{"data": 0x1234, "last": 0}, {"data": 0x5678, "last": 1}]
+        return _word_beats(c)
+
+    async def tb(ctx):
+        await send_tensors(ctx, dut, cases, prng, 0.3 if stall else 0.0, _unsup_cfg, word_beats, cycles)
+        for _ in range(200):
+            await ctx.tick()
+        assert ctx.get(dut.status.unsupported) == 0
+
+    run_sim(dut, tb, collectors=[collector(dut.m_axis, beats, random.Random(12), 0.5 if stall else 1.0)])
+    k = 0
+    out_beats = 0
+    for c in cases:
+        if not c.supported:
+            continue
+        for t in range(0, c.n, p.lanes):
+            b = beats[k]
+            k += 1
+            cnt = min(p.lanes, c.n - t)
+            assert int(b.last) == int(t + p.lanes >= c.n)
+            assert int(b.keep) == (1 << cnt) - 1
+            got = [int(b.data[j]) for j in range(p.lanes)]
+            exp = [int(v) for v in c.out[t:t + cnt]] + [0] * (p.lanes - cnt)
+            assert got == exp, f"values {t}..: got {[hex(v) for v in got]}, expected {[hex(v) for v in exp]}"
+    assert k == len(beats)
+    print(f"{k} beats, words in/cycles {cycles[0]}")
+
+
+# -- throughput: long tensors, settings changing at every tensor, no stalls ----------
+
+TP_SETTINGS = [dict(), dict(man_bits=3, exp_bits=4, rounding="stochastic", seed=5), dict(man_bits=1, exp_bits=2),
+               dict(man_bits=6, exp_bits=7, sign=False), dict(man_bits=4, exp_bits=5, specials=False, rounding="rz")]
+
+
+@pytest.mark.parametrize("p", PK_CONFIGS, ids=_pid)
+def test_throughput(p):
+    """Packer: every cycle accepts a beat; unpacker: every cycle emits a beat (block and tensor boundaries too)."""
+    from hw.packer import Packer
+    from hw.unpacker import Unpacker
+
+    rng = np.random.default_rng(21)
+    cases = [make_case(adversarial_bits(p.source, rng, 3 * p.block + (i * 3) % p.lanes + 1 + 5 * p.lanes),
+                       _settings(p, kw)) for i, kw in enumerate(TP_SETTINGS)]
+    dut = Packer(p)
+    words, cycles = [], []
+
+    async def tb(ctx):
+        await send_tensors(ctx, dut, cases, None, 0.0, _unsup_cfg, lambda c: value_beats(c, p.lanes), cycles)
+        for _ in range(20):
+            await ctx.tick()
+
+    run_sim(dut, tb, collectors=[collector(dut.m_axis, words, random.Random(1)),
+                                 collector(dut.m_len, [], random.Random(1))])
+    assert [(int(w.data), int(w.last)) for w in words] == expected_stream(cases, "words")
+    nb, nc = cycles[0]
+    assert nb == nc, f"packer: {nb} beats took {nc} cycles"
+
+    dut = Unpacker(p)
+    beats, times = [], []
+
+    async def tb2(ctx):
+        await send_tensors(ctx, dut, cases, None, 0.0, _unsup_cfg, _word_beats)
+        for _ in range(50):
+            await ctx.tick()
+
+    run_sim(dut, tb2, collectors=[collector(dut.m_axis, beats, random.Random(1), times=times)])
+    assert len(beats) == sum(-(-c.n // p.lanes) for c in cases)
+    span = times[-1] - times[0] + 1
+    assert span == len(beats), f"unpacker: {len(beats)} beats over {span} cycles"

@@ -1,0 +1,110 @@
+"""The unpacker: a tensor's DRAM image (W-bit words) in, N reconstructed source values per beat out.
+
+:class:`hw.wordunpack.WordUnpacker` cuts the records out of the words and
+splits their fields; N :class:`hw.lane.Dequantizer` lanes rebuild the
+source bit patterns (format.md 3.7).  The output is exactly
+``model.quantize.quantize(x, settings, strict=False)``.  Non-Gecko layout.
+"""
+
+from __future__ import annotations
+
+from amaranth import Module
+from amaranth.lib import data, fifo, stream, wiring
+from amaranth.lib.wiring import In, Out
+
+from .packer import value_beat_layout
+from .params import HwParams, config_layout
+from .wordpack import word_layout
+from .wordunpack import WordUnpacker
+
+__all__ = ["Unpacker", "unpacker_status_layout"]
+
+
+def unpacker_status_layout() -> data.StructLayout:
+    return data.StructLayout({"unsupported": 1})
+
+
+class Unpacker(wiring.Component):
+    """Reads non-Gecko container images and returns the quantized values, N per clock.
+
+    Parameters
+    ----------
+    p : HwParams
+        The same elaboration parameters as the :class:`hw.packer.Packer` that wrote the images.
+
+    Ports
+    -----
+    s_axis : In(stream of {data: W, last: 1})
+        The tensor's words (``sum(L_b)`` of them, as the packer wrote them),
+        ``last`` on its final word; tensors follow one another.
+    cfg : In(config_layout())
+        The tensor's settings including ``length`` (number of values, >= 1),
+        sampled when its first word is accepted.
+    m_axis : Out(stream of {data: N source values, keep: N, last: 1})
+        ``ceil(length/N)`` beats; ``keep`` is all ones except on the last beat
+        (a prefix mask); lanes outside ``keep`` are 0.
+    status : Out({unsupported})
+        Sticky: the cfg asked for more than the hardware has (or Gecko); the
+        tensor's words were consumed and dropped, no beat emitted.  Cleared
+        when the next tensor's cfg is sampled.
+
+    Pipeline: the word ring, (1) decode/funnel shift, (2) record split and
+    fields, registered; N combinational Dequantizers into a 2-entry output
+    FIFO (registered outputs).  Latency: a beat is on ``m_axis`` 3 cycles
+    after the handshake of its last word.
+
+    Throughput: one beat per clock whenever the words come without gaps and
+    ``m_axis`` is ready, with no bubble at block or tensor boundaries (see
+    :class:`WordUnpacker`; tensors of at least 4 words).  The output FIFO
+    is written one beat per cycle and drained one per cycle, so it holds at
+    most one beat and its ``w_rdy`` (from its registered level, so there is
+    no combinational path from ``m_axis.ready`` to ``s_axis.ready``) stays high.
+    """
+
+    def __init__(self, p: HwParams):
+        if p.gecko:
+            raise ValueError("Unpacker reads the non-Gecko layout only (HwParams.gecko must be False)")
+        self.p = p
+        super().__init__({
+            "s_axis": In(stream.Signature(word_layout(p))),
+            "cfg": In(config_layout()),
+            "m_axis": Out(stream.Signature(value_beat_layout(p))),
+            "status": Out(unpacker_status_layout()),
+        })
+
+    def elaborate(self, platform):
+        from .lane import Dequantizer, cfg_supported
+
+        m = Module()
+        p = self.p
+        n = p.lanes
+        layout = value_beat_layout(p)
+
+        m.submodules.words = wu = WordUnpacker(p)
+        wiring.connect(m, wiring.flipped(self.s_axis), wu.i)
+        m.d.comb += [
+            wu.cfg.eq(self.cfg),
+            wu.cfg_ok.eq(cfg_supported(p, self.cfg)),
+            self.status.unsupported.eq(wu.unsupported),
+        ]
+
+        m.submodules.ofifo = ofifo = fifo.SyncFIFO(width=layout.size, depth=2)
+        out = data.View(layout, ofifo.w_data)
+        for j in range(n):
+            dq = Dequantizer(p)
+            m.submodules[f"dq{j}"] = dq
+            m.d.comb += [
+                dq.fields.eq(wu.o.payload.fields[j]),
+                dq.cfg.eq(wu.o.payload.cfg),
+                out.data[j].eq(dq.value & wu.o.payload.keep[j].replicate(p.src.width)),
+            ]
+        m.d.comb += [
+            out.keep.eq(wu.o.payload.keep),
+            out.last.eq(wu.o.payload.last),
+            ofifo.w_en.eq(wu.o.valid),
+            wu.o.ready.eq(ofifo.w_rdy),
+            self.m_axis.valid.eq(ofifo.r_rdy),
+            self.m_axis.payload.eq(ofifo.r_data),
+            ofifo.r_en.eq(self.m_axis.ready),
+        ]
+        return m
