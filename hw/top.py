@@ -1,0 +1,228 @@
+"""Top-level wrappers with flat AXI4-Stream-style port names, and the Verilog generator.
+
+:class:`PackerTop` / :class:`UnpackerTop` wrap :class:`hw.packer.Packer` /
+:class:`hw.unpacker.Unpacker` so that the generated Verilog has the port
+names a user expects (``s_axis_tdata``, ``s_axis_tvalid``, ``cfg_man_bits``,
+``status_negative`` ...) instead of Amaranth's flattened ``s_axis__payload``.
+Clock and reset are ``clk`` and ``rst`` (synchronous, active high).
+
+:func:`generate_verilog` writes ``sfp_packer.v``, ``sfp_unpacker.v`` and
+``sfp_manifest.json`` (parameters, and every port with direction, width
+and description)::
+
+    python -m hw.top -o build/verilog --source bf16 --lanes 8 --word 128
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+from amaranth import Module
+from amaranth.lib import wiring
+from amaranth.lib.wiring import In, Out
+
+from .packer import Packer
+from .params import HwParams, config_layout
+from .unpacker import Unpacker
+from .wordpack import LEN_WIDTH
+
+__all__ = ["PackerTop", "UnpackerTop", "generate_verilog", "PACKER_MODULE", "UNPACKER_MODULE"]
+
+PACKER_MODULE = "sfp_packer"
+UNPACKER_MODULE = "sfp_unpacker"
+
+_CFG_DOC = {
+    "man_bits": "m, mantissa bits kept (0..max_man_bits)",
+    "exp_bits": "e, exponent code width (2..max_exp_bits)",
+    "exp_base": "resolved exp_base: the source exponent that maps to code 0",
+    "sign": "1: sign stored, 0: elided",
+    "specials": "1: top code reserved for Inf/NaN",
+    "rounding": "0 rne, 1 rz, 2 stochastic",
+    "gecko": "Gecko exponent coding (not built: a tensor asking for it is refused)",
+    "seed": "stochastic-rounding seed",
+    "length": "values in the tensor (unpacker only; the packer ends a tensor on tlast)",
+}
+
+
+def _cfg_members() -> dict:
+    return {f"cfg_{name}": In(field.shape) for name, field in config_layout()}
+
+
+def _connect_cfg(m: Module, top, cfg) -> None:
+    for name, _ in config_layout():
+        m.d.comb += getattr(cfg, name).eq(getattr(top, f"cfg_{name}"))
+
+
+class PackerTop(wiring.Component):
+    """:class:`hw.packer.Packer` with flat AXI4-Stream port names (see :func:`port_table`).
+
+    ``s_axis_tdata`` holds N source values, lane j in bits ``[j*SW +: SW]``
+    (SW = source width); ``s_axis_tkeep`` has one bit per lane (not per
+    byte), a prefix mask read only on the ``tlast`` beat.
+    """
+
+    def __init__(self, p: HwParams):
+        self.p = p
+        n, sw = p.lanes, p.src.width
+        super().__init__({
+            "s_axis_tdata": In(n * sw), "s_axis_tkeep": In(n), "s_axis_tlast": In(1),
+            "s_axis_tvalid": In(1), "s_axis_tready": Out(1),
+            "m_axis_tdata": Out(p.word), "m_axis_tlast": Out(1),
+            "m_axis_tvalid": Out(1), "m_axis_tready": In(1),
+            "m_len_tdata": Out(LEN_WIDTH), "m_len_tlast": Out(1),
+            "m_len_tvalid": Out(1), "m_len_tready": In(1),
+            **_cfg_members(),
+            "status_negative": Out(1), "status_special": Out(1), "status_unsupported": Out(1),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        m.submodules.core = core = Packer(self.p)
+        sa, ma, ml = core.s_axis, core.m_axis, core.m_len
+        m.d.comb += [
+            sa.payload.data.eq(self.s_axis_tdata),
+            sa.payload.keep.eq(self.s_axis_tkeep),
+            sa.payload.last.eq(self.s_axis_tlast),
+            sa.valid.eq(self.s_axis_tvalid),
+            self.s_axis_tready.eq(sa.ready),
+            self.m_axis_tdata.eq(ma.payload.data),
+            self.m_axis_tlast.eq(ma.payload.last),
+            self.m_axis_tvalid.eq(ma.valid),
+            ma.ready.eq(self.m_axis_tready),
+            self.m_len_tdata.eq(ml.payload.data),
+            self.m_len_tlast.eq(ml.payload.last),
+            self.m_len_tvalid.eq(ml.valid),
+            ml.ready.eq(self.m_len_tready),
+            self.status_negative.eq(core.status.negative),
+            self.status_special.eq(core.status.special),
+            self.status_unsupported.eq(core.status.unsupported),
+        ]
+        _connect_cfg(m, self, core.cfg)
+        return m
+
+
+class UnpackerTop(wiring.Component):
+    """:class:`hw.unpacker.Unpacker` with flat AXI4-Stream port names (see :func:`port_table`)."""
+
+    def __init__(self, p: HwParams):
+        self.p = p
+        n, sw = p.lanes, p.src.width
+        super().__init__({
+            "s_axis_tdata": In(p.word), "s_axis_tlast": In(1),
+            "s_axis_tvalid": In(1), "s_axis_tready": Out(1),
+            "m_axis_tdata": Out(n * sw), "m_axis_tkeep": Out(n), "m_axis_tlast": Out(1),
+            "m_axis_tvalid": Out(1), "m_axis_tready": In(1),
+            **_cfg_members(),
+            "status_unsupported": Out(1),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        m.submodules.core = core = Unpacker(self.p)
+        sa, ma = core.s_axis, core.m_axis
+        m.d.comb += [
+            sa.payload.data.eq(self.s_axis_tdata),
+            sa.payload.last.eq(self.s_axis_tlast),
+            sa.valid.eq(self.s_axis_tvalid),
+            self.s_axis_tready.eq(sa.ready),
+            self.m_axis_tdata.eq(ma.payload.data),
+            self.m_axis_tkeep.eq(ma.payload.keep),
+            self.m_axis_tlast.eq(ma.payload.last),
+            self.m_axis_tvalid.eq(ma.valid),
+            ma.ready.eq(self.m_axis_tready),
+            self.status_unsupported.eq(core.status.unsupported),
+        ]
+        _connect_cfg(m, self, core.cfg)
+        return m
+
+
+_DOC = {
+    "clk": "clock (all logic is in this one domain)",
+    "rst": "synchronous reset, active high",
+    "status_negative": "sticky: a negative value met with the sign elided (stored as +0)",
+    "status_special": "sticky: Inf/NaN met with specials off (stored saturated / +0)",
+    "status_unsupported": "sticky: the tensor's cfg exceeds the built maxima; the tensor was refused",
+    "m_len_tdata": "length in words of one block (the block index entry L_b)",
+    "m_len_tlast": "the tensor's last block",
+    "m_len_tvalid": "block length valid",
+    "m_len_tready": "block length accepted",
+}
+
+
+def port_table(which: str, p: HwParams) -> list[dict]:
+    """Ports of the ``"packer"`` or ``"unpacker"`` top: name, direction, width, description."""
+    top = PackerTop(p) if which == "packer" else UnpackerTop(p)
+    top._MustUse__silence = True          # only its signature is read here
+    n, sw = p.lanes, p.src.width
+    vals = f"{n} x {p.source} values, lane j at bits [j*{sw} +: {sw}]"
+    words = f"{p.word}-bit memory word (little-endian image: stream bit k of the word at bit k)"
+    doc = dict(_DOC)
+    if which == "packer":
+        doc.update({
+            "s_axis_tdata": vals, "s_axis_tkeep": "lane-valid prefix mask, read on the tlast beat only",
+            "s_axis_tlast": "last beat of the tensor", "s_axis_tvalid": "beat valid", "s_axis_tready": "beat accepted",
+            "m_axis_tdata": words, "m_axis_tlast": "the tensor's final word",
+            "m_axis_tvalid": "word valid", "m_axis_tready": "word accepted",
+        })
+    else:
+        doc.update({
+            "s_axis_tdata": words, "s_axis_tlast": "the tensor's final word",
+            "s_axis_tvalid": "word valid", "s_axis_tready": "word accepted",
+            "m_axis_tdata": vals + " (lanes outside tkeep are 0)",
+            "m_axis_tkeep": "lane-valid prefix mask (all ones except maybe on the tlast beat)",
+            "m_axis_tlast": "last beat of the tensor", "m_axis_tvalid": "beat valid", "m_axis_tready": "beat accepted",
+        })
+    for name, _ in config_layout():
+        doc[f"cfg_{name}"] = "per-tensor setting, sampled with the tensor's first beat/word: " + _CFG_DOC[name]
+    ports = [{"name": "clk", "direction": "input", "width": 1, "description": doc["clk"]},
+             {"name": "rst", "direction": "input", "width": 1, "description": doc["rst"]}]
+    for name, member in top.signature.members.items():
+        ports.append({"name": name, "direction": "input" if member.flow == In else "output",
+                      "width": member.shape.width if hasattr(member.shape, "width") else len(getattr(top, name)),
+                      "description": doc[name]})
+    return ports
+
+
+def generate_verilog(p: HwParams, outdir) -> dict:
+    """Write ``sfp_packer.v``, ``sfp_unpacker.v`` and ``sfp_manifest.json`` into ``outdir``.
+
+    Returns the manifest (also written as JSON).
+    """
+    from amaranth.back import verilog
+
+    outdir = Path(outdir)
+    outdir.mkdir(parents=True, exist_ok=True)
+    manifest = {"params": p.as_dict(), "modules": {}}
+    for which, cls, name in (("packer", PackerTop, PACKER_MODULE), ("unpacker", UnpackerTop, UNPACKER_MODULE)):
+        text = verilog.convert(cls(p), name=name)
+        (outdir / f"{name}.v").write_text(text)
+        manifest["modules"][name] = {
+            "file": f"{name}.v",
+            "ports": port_table(which, p),
+        }
+    (outdir / "sfp_manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
+    return manifest
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m hw.top", description="Generate the packer/unpacker Verilog.")
+    ap.add_argument("-o", "--outdir", default="build/verilog")
+    ap.add_argument("--source", default="bf16")
+    ap.add_argument("--lanes", type=int, default=8)
+    ap.add_argument("--word", type=int, default=128)
+    ap.add_argument("--block", type=int, default=256)
+    ap.add_argument("--max-man-bits", type=int, default=None)
+    ap.add_argument("--max-exp-bits", type=int, default=8)
+    ap.add_argument("--no-stochastic", action="store_true")
+    a = ap.parse_args(argv)
+    p = HwParams(source=a.source, lanes=a.lanes, word=a.word, block=a.block, max_man_bits=a.max_man_bits,
+                 max_exp_bits=a.max_exp_bits, stochastic=not a.no_stochastic)
+    generate_verilog(p, a.outdir)
+    print(f"wrote {a.outdir}/{PACKER_MODULE}.v, {UNPACKER_MODULE}.v, sfp_manifest.json")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
