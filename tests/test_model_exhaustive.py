@@ -162,3 +162,26 @@ def test_gecko_zero_width_records():
     x = np.full(59, 0x3F80, np.uint16)
     s = Settings(man_bits=0, exp_bits=2, sign=False, gecko=True, group=64, block=64, word=64)
     roundtrip(x, s)
+
+
+@pytest.mark.parametrize("gecko", [False, True])
+def test_tensor_larger_than_a_processing_chunk(gecko):
+    """encode/decode work in pieces of whole blocks (2^18 values); quantize on the whole tensor.
+    Stochastic bits must follow the tensor index across pieces, and auto base the whole tensor."""
+    rng = np.random.default_rng(5)
+    n = 600_001
+    x = ((rng.integers(100, 140, n).astype(np.uint32) << 23) | rng.integers(0, 1 << 23, n).astype(np.uint32)
+         | (rng.integers(0, 2, n).astype(np.uint32) << 31))
+    x[-1] = 0x4F000000                      # the largest value is in the last piece: auto base sees it
+    for s in (Settings(source="fp32", man_bits=5, exp_bits=4, rounding="stochastic", seed=9, gecko=gecko, block=64),
+              Settings(source="fp32", man_bits=0, exp_bits=3, rounding="stochastic", seed=1, gecko=gecko, block=1024, word=512)):
+        roundtrip(x, s)
+        assert parse(encode(x, s)).settings.exp_base == 158 - s.max_code
+
+
+def test_strict_error_index_across_pieces():
+    from model.formats import FormatError
+    x = np.ones(700_000, np.float32)
+    x[500_000] = -1.0
+    with pytest.raises(FormatError, match="index 500000"):
+        encode(x, Settings(source="fp32", sign=False))
