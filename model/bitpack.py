@@ -26,8 +26,9 @@ def pack(values, widths, offsets, total_bits: int) -> np.ndarray:
     sh = (off & 31).astype(np.uint64)
     lo = ((v << sh) & _U32).astype(np.float64)
     hi = (v >> (np.uint64(32) - sh)).astype(np.float64)
-    acc = np.bincount(idx, weights=lo, minlength=nwords + 1)
-    acc += np.bincount(idx + 1, weights=hi, minlength=nwords + 1)
+    # A zero-width field may sit at offset == total_bits: its word index is nwords.
+    acc = np.bincount(idx, weights=lo, minlength=nwords + 2)
+    acc += np.bincount(idx + 1, weights=hi, minlength=nwords + 2)
     return acc[:nwords].astype(np.uint32)
 
 
