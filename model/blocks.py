@@ -212,8 +212,8 @@ def _unpack_gecko(words, blocks, block_words, bstart, counts, s: Settings, out) 
         code[idx[valid]] = c[valid]
         sm[idx[valid]] = smv[valid]
         pos[act] = end + gn * smb
-    if (pos > bstart + block_words * s.word).any():
-        raise FormatError("Gecko groups overrun their block length (corrupted file?)")
+    if ((pos - bstart + s.word - 1) // s.word != block_words).any():
+        raise FormatError("Gecko groups do not fill their block length (corrupted file?)")
     keep = (np.arange(nb * s.block) % s.block) < np.repeat(counts, s.block)
     dest = (np.repeat(blocks * s.block, s.block) + np.tile(np.arange(s.block), nb))[keep]
     sign, codes, man = out

@@ -18,7 +18,7 @@ def entropy_bits(symbols: np.ndarray) -> float:
         return 0.0
     counts = np.bincount(np.asarray(symbols).reshape(-1).astype(np.int64))
     p = counts[counts > 0] / symbols.size
-    return float(-(p * np.log2(p)).sum())
+    return max(0.0, float(-(p * np.log2(p)).sum()))   # never -0.0
 
 
 def footprint(x, s: Settings) -> dict:
@@ -45,8 +45,8 @@ def footprint(x, s: Settings) -> dict:
                      "block": r.block, "word": r.word},
         "image_bits": total_bits,
         "bits_per_value": bpv,
-        "ratio_vs_fp32": 32 / bpv if bpv else float("inf"),
-        "ratio_vs_bf16": 16 / bpv if bpv else float("inf"),
+        "ratio_vs_fp32": 32 / bpv if bpv else None,     # None (JSON null) for an empty tensor
+        "ratio_vs_bf16": 16 / bpv if bpv else None,
         "raw_exp_bits": r.exp_bits,
         "exp_entropy_bits": entropy_bits(fields.code),
         "gecko_exp_bits": gbits / n if n else 0.0,
@@ -63,8 +63,8 @@ def combine(parts: list[dict]) -> dict:
     w = lambda k: sum(p[k] * p["values"] for p in parts) / n if n else 0.0
     return {
         "values": n, "image_bits": bits, "bits_per_value": bpv,
-        "ratio_vs_fp32": 32 / bpv if bpv else float("inf"),
-        "ratio_vs_bf16": 16 / bpv if bpv else float("inf"),
+        "ratio_vs_fp32": 32 / bpv if bpv else None,
+        "ratio_vs_bf16": 16 / bpv if bpv else None,
         "raw_exp_bits": w("raw_exp_bits"),
         "exp_entropy_bits": w("exp_entropy_bits"),
         "gecko_exp_bits": w("gecko_exp_bits"),

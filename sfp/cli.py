@@ -164,12 +164,16 @@ def cmd_decode(args) -> int:
     return 0
 
 
+def _ratio(r) -> str:
+    return f"{r:>7.2f}x" if r is not None else f"{'-':>8}"
+
+
 def stats_table(rows: list[tuple[str, dict]]) -> str:
     head = f"{'tensor':<34} {'values':>9} {'bits/val':>8} {'vs fp32':>8} {'vs bf16':>8} {'exp H0':>7} {'gecko':>6} {'raw e':>5}"
     lines = [head, "-" * len(head)]
     for name, r in rows:
-        lines.append(f"{name[-34:]:<34} {r['values']:>9} {r['bits_per_value']:>8.3f} {r['ratio_vs_fp32']:>7.2f}x "
-                     f"{r['ratio_vs_bf16']:>7.2f}x {r['exp_entropy_bits']:>7.3f} {r['gecko_exp_bits']:>6.3f} {r['raw_exp_bits']:>5.2f}")
+        lines.append(f"{name[-34:]:<34} {r['values']:>9} {r['bits_per_value']:>8.3f} {_ratio(r['ratio_vs_fp32'])} "
+                     f"{_ratio(r['ratio_vs_bf16'])} {r['exp_entropy_bits']:>7.3f} {r['gecko_exp_bits']:>6.3f} {r['raw_exp_bits']:>5.2f}")
     return "\n".join(lines)
 
 
@@ -202,7 +206,7 @@ class _Parser(argparse.ArgumentParser):
     """argparse, but a usage error is one line (``sfp CMD: error: ...``) and exit status 2."""
 
     def error(self, message):
-        self.exit(EXIT_USAGE, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+        self.exit(EXIT_USAGE, f"sfp: error: {message} (see {self.prog} --help)\n")
 
 
 def build_parser() -> argparse.ArgumentParser:

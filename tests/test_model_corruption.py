@@ -169,11 +169,6 @@ def test_gecko_block_longer_than_plain_rejected():
         decode(recrc(b))
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "model bug (format.md 5 / 6): a Gecko-coded block's length must be ceil(bits of its groups / W) "
-    "and a reader must reject a block index that does not match the layout, but unpack_image only "
-    "checks that the groups do not overrun the block: a coded block padded with an extra zero word "
-    "(still shorter than plain) is accepted"))
 def test_gecko_block_with_extra_padding_word_rejected():
     x = np.array([0x3F80] * 32, np.uint16)
     s = Settings(man_bits=0, exp_bits=8, exp_base=0, gecko=True, group=4, block=32, word=64)
