@@ -20,10 +20,12 @@ The wrapper's own paths are one flip-flop to the next (or through one
 
 from __future__ import annotations
 
+import gc
 import importlib
+import warnings
 from typing import Callable
 
-from amaranth.hdl import Cat, ClockDomain, Elaboratable, Module, Signal, Value
+from amaranth.hdl import Cat, UnusedElaboratable, ClockDomain, Elaboratable, Module, Signal, Value
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In
 
@@ -86,7 +88,7 @@ def units(p: HwParams, names: list[str] | None = None) -> dict[str, Callable[[Hw
         chosen = {n: avail[n] for n in names}
         for n, f in chosen.items():
             try:
-                _probe(f, p)
+                _probe(f, p, n)
             except ValueError as exc:
                 raise ValueError(f"{n}: {exc}")
         return chosen
@@ -96,7 +98,7 @@ def units(p: HwParams, names: list[str] | None = None) -> dict[str, Callable[[Hw
         chosen = {n: avail[n] for n in group if n in avail}
         for n, f in chosen.items():
             try:
-                _probe(f, p)
+                _probe(f, p, n)
             except ValueError as exc:
                 raise ValueError(f"{n}: {exc}")
         if chosen:
@@ -104,10 +106,31 @@ def units(p: HwParams, names: list[str] | None = None) -> dict[str, Callable[[Hw
     raise ValueError("no unit can be built for this configuration")
 
 
-def _probe(f, p: HwParams) -> None:
+#: The tops build their core in elaborate(): construct the core to see whether it accepts p.
+_CORE = {"packer": ("hw.packer", "Packer"), "unpacker": ("hw.unpacker", "Unpacker")}
+
+
+def _probe(f, p: HwParams, name: str | None = None) -> None:
     """Construct the unit to see whether it accepts ``p`` (ValueError if not); the object is dropped."""
-    obj = f(p)
-    obj._MustUse__silence = True     # built only to check p: not an unused design
+    makers = [f]
+    if name in _CORE:
+        mod, cls = _CORE[name]
+        try:
+            makers.append(getattr(importlib.import_module(mod), cls))
+        except (ImportError, AttributeError):
+            pass
+    err = None
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UnusedElaboratable)   # probes are built to be dropped
+        for make in makers:
+            try:
+                make(p)._MustUse__silence = True
+            except ValueError as exc:
+                err = str(exc)
+                break
+        gc.collect()            # a half-built object dies here, inside the filter
+    if err is not None:
+        raise ValueError(err)
 
 
 def port_bits(unit: wiring.Component) -> tuple[list, list]:
