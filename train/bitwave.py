@@ -16,10 +16,11 @@ containers ordered from widest to narrowest (by default, from bf16's
   ``up`` rungs up (more bits) and hold there for ``hold`` decisions
   before going down again.
 
-Parameters: ``beta`` (0.9), ``period`` (steps between decisions), ``tol``
-(relative improvement that counts as progress), ``up`` (rungs climbed on a
-stall), ``hold`` (decisions spent at a rung after climbing), ``ladder`` and
-``start`` (rung index to begin at).  Signs are elided on non-negative
+Parameters (defaults): ``beta`` (0.98), ``period`` (5 steps between
+decisions), ``tol`` (0.005: relative improvement per period that counts as
+progress), ``up`` (1 rung climbed on a stall), ``hold`` (4 decisions spent
+at a rung after climbing, during which the controller does not go down),
+``ladder`` and ``start`` (rung index to begin at, 0 = bf16).  Signs are elided on non-negative
 tensors; ``exp_base`` follows each tensor's running maximum exponent.
 """
 
@@ -48,8 +49,8 @@ def default_ladder(m_max: int = 7, e_max: int = 8, m_min: int = 0, e_min: int = 
 class BitWaveController:
     """The loss-driven rung index (pure logic: feed it losses, read ``rung``)."""
 
-    def __init__(self, n_rungs: int, beta: float = 0.9, period: int = 10, tol: float = 0.01,
-                 up: int = 1, hold: int = 2, start: int = 0):
+    def __init__(self, n_rungs: int, beta: float = 0.98, period: int = 5, tol: float = 0.005,
+                 up: int = 1, hold: int = 4, start: int = 0):
         self.n, self.beta, self.period, self.tol, self.up, self.hold = n_rungs, beta, period, tol, up, hold
         self.rung = start
         self.ema = None

@@ -292,7 +292,7 @@ class QMQE(FixedPolicy):
 
     name = "qmqe"
 
-    def __init__(self, strength: float = 0.02, lr: float = 0.05, init_m: float = 7.0, init_e: float = 8.0,
+    def __init__(self, strength: float = 0.01, lr: float = 0.05, init_m: float = 7.0, init_e: float = 8.0,
                  freeze_epochs: int = 1, epochs: int = 10, seed: int = 0, elide_sign: bool = True,
                  quantum_exponent: bool = True):
         super().__init__(7, 8, elide_sign)

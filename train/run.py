@@ -54,7 +54,6 @@ def make_policy(method: str, epochs: int, seed: int = 0, steps_per_epoch: int = 
     if method == "qmqe":
         return QMQE(epochs=epochs, seed=seed, **knobs)
     if method == "bitwave":
-        knobs.setdefault("period", max(1, steps_per_epoch // 4))
         return BitWave(**knobs)
     raise ValueError(f"unknown method {method!r}")
 
