@@ -91,39 +91,54 @@ class _GeckoLayout:
         self.ginblock = cum - cum[first[self.gblock]]   # ... restarted at every block
 
     def items(self, coded: np.ndarray, bstart: np.ndarray):
-        """(values, widths, offsets) of the groups of the blocks where ``coded``."""
+        """(values, widths, offsets) of the groups of the blocks where ``coded`` (format.md 5.1)."""
         s, gc, e, G = self.s, self.gc, self.s.exp_bits, self.s.group
+        S = gecko.slice_size(G)
         keep = coded[self.gblock]
         ng = int(keep.sum())
         gstart = bstart[self.gblock[keep]] + self.ginblock[keep]
-        count, base, zflag, mode = gc.count[keep], gc.base[keep], gc.zflag[keep], gc.mode[keep]
+        base, zflag, mode = gc.base[keep], gc.zflag[keep], gc.mode[keep]
         valid, sym = gc.valid[keep], gc.sym[keep]
-        q, esc, rice = gc.quotient[keep], gc.escape[keep], gc.rice[keep][:, None] & valid
+        q, esc = gc.quotient[keep], gc.escape[keep]
+        rice = gc.rice[keep][:, None] & valid
         raw = ((mode == gecko.RAW) & (base > 0))[:, None] & valid
         hb, smb = gecko.header_bits(e), self.smb
-        lane = np.arange(G)[None, :]
         codes = np.zeros((gc.count.size, G), np.int64)
         codes.reshape(-1)[:self.n] = self.f.code
         codes = codes[keep]
         sm = np.zeros(gc.count.size * G, np.uint64)
         sm[:self.n] = _sm(self.f, s)
         sm = sm.reshape(-1, G)[keep]
-        k = np.minimum(mode, 2)[:, None]
-        body = gstart[:, None] + hb
-        una_len = q + 1
-        una_off = body + count[:, None] * k + np.cumsum(una_len * valid, axis=1) - una_len
-        exc_base = body[:, 0] + count * k[:, 0] + (una_len * valid).sum(axis=1)
-        exc_off = exc_base[:, None] + (np.cumsum(esc, axis=1) - esc) * e
-        sm_off = (gstart + self.expbits[keep])[:, None] + lane * smb
+        k = np.broadcast_to(np.minimum(mode, 2)[:, None], (ng, G))
+        li = np.broadcast_to(np.arange(G) % S, (ng, G))        # lane inside its slice
+
+        def per_slice(a):        # (ng, G) -> (ng, G/S, S)
+            return a.reshape(ng, G // S, S)
+
+        def excl(a):             # exclusive prefix sum inside each slice, back to (ng, G)
+            a3 = per_slice(a)
+            return (np.cumsum(a3, axis=2) - a3).reshape(ng, G)
+
+        def slice_sum(a):        # each lane sees its slice's total
+            return np.repeat(per_slice(a).sum(axis=2), S, axis=1)
+
+        una = np.where(rice, q + 1, 0)
+        exp_lane = np.where(rice, k + una + esc * e, np.where(raw, e, 0))
+        ns = slice_sum(valid.astype(np.int64))
+        tot = per_slice(np.where(valid, exp_lane + smb, 0)).sum(axis=2)
+        sstart = gstart[:, None] + hb + np.cumsum(tot, axis=1) - tot   # (ng, G/S)
+        ss = np.repeat(sstart, S, axis=1)
+        una_base = ss + ns * k
+        exc_base = una_base + slice_sum(una)
+        sm_off = ss + slice_sum(np.where(valid, exp_lane, 0)) + li * smb
         header = base | (zflag << e) | (mode << (e + 1))
         rem = np.where(esc, 0, sym & ((1 << k) - 1))
-        kw = np.broadcast_to(k, (ng, G))
         return [
             (header, hb, gstart),
-            (rem[rice], kw[rice], (body + lane * k)[rice]),
-            ((1 << q[rice]) - 1, una_len[rice], una_off[rice]),
-            (codes[esc], e, exc_off[esc]),
-            (codes[raw], e, (body + lane * e)[raw]),
+            (rem[rice], k[rice], (ss + li * k)[rice]),
+            ((1 << q[rice]) - 1, una[rice], (una_base + excl(una))[rice]),
+            (codes[esc], e, (exc_base + excl(esc.astype(np.int64)) * e)[esc]),
+            (codes[raw], e, (ss + li * e)[raw]),
             (sm[valid], smb, sm_off[valid]),
         ]
 
@@ -158,60 +173,67 @@ _TRAILING_ONES = np.array([(v ^ (v + 1)).bit_length() - 1 for v in range(1 << (g
 
 
 def _unpack_gecko(words, blocks, block_words, bstart, counts, s: Settings, out) -> None:
-    """Decode the Gecko-coded ``blocks`` into ``out`` = (sign, code, man) arrays."""
+    """Decode the Gecko-coded ``blocks`` into ``out`` = (sign, code, man) arrays.
+
+    Group j of every block is decoded at once, slice by slice; inside a slice
+    the unary codes are walked lane by lane (vectorized across blocks).
+    """
     e, G, m = s.exp_bits, s.group, s.man_bits
+    S = gecko.slice_size(G)
     hb, smb = gecko.header_bits(e), s.sign_bits + s.man_bits
     bstart, block_words, counts = bstart[blocks], block_words[blocks], counts[blocks]
     nb = blocks.size
     code = np.zeros(nb * s.block, np.int64)
     sm = np.zeros(nb * s.block, np.uint32)
     pos = bstart.copy()                         # bit cursor of each block
-    lane = np.arange(G)
+    li = np.arange(S)
     for j in range(s.block // G):               # group j of every block at once
         gn = np.clip(counts - j * G, 0, G)
         act = np.flatnonzero(gn > 0)
         if act.size == 0:
             break
-        p, gn = pos[act], gn[act]
-        hdr = bitpack.unpack(words, hb, p).astype(np.int64)
+        gn = gn[act]
+        hdr = bitpack.unpack(words, hb, pos[act]).astype(np.int64)
         base, z, mode = hdr & ((1 << e) - 1), (hdr >> e) & 1, hdr >> (e + 1)
-        valid = lane[None, :] < gn[:, None]
-        body = p + hb
-        c = np.zeros((act.size, G), np.int64)
-        end = body.copy()                       # end of the exponent part of each group
         raw = (mode == gecko.RAW) & (base > 0)
-        if raw.any():
-            r = np.flatnonzero(raw)
-            c[r] = bitpack.unpack(words, e, body[r, None] + lane * e)
-            end[r] = body[r] + gn[r] * e
-        rice = np.flatnonzero((mode != gecko.RAW) & (base > 0))
-        if rice.size:
-            k = mode[rice]
-            rem = bitpack.unpack(words, np.broadcast_to(k[:, None], (rice.size, G)), body[rice, None] + lane * k[:, None])
-            cur = body[rice] + gn[rice] * k
-            q = np.zeros((rice.size, G), np.int64)
-            for i in range(G):
-                live = i < gn[rice]
-                qi = _TRAILING_ONES[bitpack.unpack(words, gecko.Q + 1, cur)]
-                if (live & (qi > gecko.Q)).any():
-                    raise FormatError("Gecko unary code longer than its cap (corrupted file?)")
-                q[:, i] = np.where(live, qi, 0)
-                cur = cur + np.where(live, qi + 1, 0)
-            v = valid[rice]
-            esc = (q == gecko.Q) & v
-            rank = np.cumsum(esc, axis=1) - esc
-            exc = bitpack.unpack(words, e, cur[:, None] + rank * e)
-            sym = (q << k[:, None]) | rem
-            cr = np.where(esc, exc, gecko.symbols_to_codes(sym, base[rice], z[rice]))
-            if ((cr < 0) & v).any():
-                raise FormatError("Gecko symbol above the group's base (corrupted file?)")
-            c[rice] = cr
-            end[rice] = cur + esc.sum(axis=1) * e
-        smv = bitpack.unpack(words, smb, end[:, None] + lane * smb)
-        idx = (act * s.block + j * G)[:, None] + lane
-        code[idx[valid]] = c[valid]
-        sm[idx[valid]] = smv[valid]
-        pos[act] = end + gn * smb
+        rice = (mode != gecko.RAW) & (base > 0)
+        k = np.where(rice, np.minimum(mode, 2), 0)
+        cur = pos[act] + hb
+        for t in range(G // S):                 # slice t of group j
+            ns = np.clip(gn - t * S, 0, S)
+            valid = li[None, :] < ns[:, None]
+            c = np.zeros((act.size, S), np.int64)
+            if raw.any():
+                c[raw] = bitpack.unpack(words, e, cur[raw, None] + li * e)
+            if rice.any():
+                r = np.flatnonzero(rice)
+                kr, nr = k[r], ns[r]
+                rem = bitpack.unpack(words, np.broadcast_to(kr[:, None], (r.size, S)), cur[r, None] + li * kr[:, None])
+                u = cur[r] + nr * kr
+                q = np.zeros((r.size, S), np.int64)
+                for i in range(S):
+                    live = i < nr
+                    qi = _TRAILING_ONES[bitpack.unpack(words, gecko.Q + 1, u)]
+                    if (live & (qi > gecko.Q)).any():
+                        raise FormatError("Gecko unary code longer than its cap (corrupted file?)")
+                    q[:, i] = np.where(live, qi, 0)
+                    u = u + np.where(live, qi + 1, 0)
+                v = valid[r]
+                esc = (q == gecko.Q) & v
+                exc = bitpack.unpack(words, e, u[:, None] + (np.cumsum(esc, axis=1) - esc) * e)
+                cr = np.where(esc, exc, gecko.symbols_to_codes((q << kr[:, None]) | rem, base[r], z[r]))
+                if ((cr < 0) & v).any():
+                    raise FormatError("Gecko symbol above the group's base (corrupted file?)")
+                c[r] = cr
+            exp_end = cur + np.where(raw, ns * e, 0)
+            if rice.any():
+                exp_end[r] = u + esc.sum(axis=1) * e
+            smv = bitpack.unpack(words, smb, exp_end[:, None] + li * smb)
+            idx = (act * s.block + j * G + t * S)[:, None] + li
+            code[idx[valid]] = c[valid]
+            sm[idx[valid]] = smv[valid]
+            cur = exp_end + ns * smb
+        pos[act] = cur
     if ((pos - bstart + s.word - 1) // s.word != block_words).any():
         raise FormatError("Gecko groups do not fill their block length (corrupted file?)")
     keep = (np.arange(nb * s.block) % s.block) < np.repeat(counts, s.block)

@@ -27,11 +27,16 @@ from dataclasses import dataclass
 
 import numpy as np
 
-__all__ = ["Q", "MODE_BITS", "RAW", "header_bits", "worst_case_bits", "GroupCode", "code_groups", "symbols_to_codes"]
+__all__ = ["Q", "MODE_BITS", "RAW", "SLICE", "slice_size", "header_bits", "worst_case_bits", "GroupCode", "code_groups", "symbols_to_codes"]
 
 Q = 8            # unary cap: q >= Q is an escape
 MODE_BITS = 2
 RAW = 3          # mode value for raw storage
+SLICE = 8        # values per slice: a group's fields are laid out slice by slice
+
+
+def slice_size(group: int) -> int:
+    return min(SLICE, group)
 
 
 def header_bits(e: int) -> int:

@@ -165,12 +165,12 @@ def fields_from_output(q: np.ndarray, s: Settings):
     return out
 
 
-def gecko_exponent_part(bw: BitWriter, C: list[int], e: int):
+def gecko_choose(C: list[int], e: int):
+    """(b, z, k, symbols) of a group's codes: the mode with the shortest exponent part, smallest k on a tie."""
     b = max(C)
     z = 1 if (b > 0 and 0 in C) else 0
     if b == 0:
-        bw.put(0, e), bw.put(0, 1), bw.put(0, 2)
-        return
+        return 0, 0, 0, [0] * len(C)
     sym = [0 if (z and c == 0) else b - c + z for c in C]
 
     def cost(k):
@@ -178,8 +178,13 @@ def gecko_exponent_part(bw: BitWriter, C: list[int], e: int):
             return len(C) * e
         return sum(k + min(y >> k, 8) + 1 + (e if (y >> k) >= 8 else 0) for y in sym)
 
-    k = min(range(4), key=lambda k: (cost(k), k))
-    bw.put(b, e), bw.put(z, 1), bw.put(k, 2)
+    return b, z, min(range(4), key=lambda k: (cost(k), k)), sym
+
+
+def gecko_slice_exponents(bw: BitWriter, C: list[int], sym: list[int], b: int, k: int, e: int):
+    """One slice's exponent part (format.md 5.1): nothing, raw codes, or remainders + unary + exceptions."""
+    if b == 0:
+        return
     if k == 3:
         for c in C:
             bw.put(c, e)
@@ -193,6 +198,25 @@ def gecko_exponent_part(bw: BitWriter, C: list[int], e: int):
     for c, x in zip(C, esc):
         if x:
             bw.put(c, e)
+
+
+def gecko_exponent_part(bw: BitWriter, C: list[int], e: int):
+    """Header and exponent part of a group that is a single slice."""
+    b, z, k, sym = gecko_choose(C, e)
+    bw.put(b, e), bw.put(z, 1), bw.put(k, 2)
+    gecko_slice_exponents(bw, C, sym, b, k, e)
+
+
+def gecko_group(bw: BitWriter, grp, e: int, m: int, sb: int, G: int):
+    """A whole group: header, then slice by slice (8 values, or G if smaller) exponents then sign/mantissa."""
+    C = [c for _, c, _ in grp]
+    b, z, k, sym = gecko_choose(C, e)
+    bw.put(b, e), bw.put(z, 1), bw.put(k, 2)
+    S = min(8, G)
+    for i in range(0, len(grp), S):
+        gecko_slice_exponents(bw, C[i:i + S], sym[i:i + S], b, k, e)
+        for sgn, _, q in grp[i:i + S]:
+            bw.put(sgn << m | q, sb + m)
 
 
 def independent_image(fields, s: Settings):
@@ -212,10 +236,7 @@ def independent_image(fields, s: Settings):
         if s.gecko:
             gk = BitWriter()
             for g0 in range(0, len(blk), G):
-                grp = blk[g0:g0 + G]
-                gecko_exponent_part(gk, [C for _, C, _ in grp], e)
-                for S, _, Q in grp:
-                    gk.put(S << m | Q, sb + m)
+                gecko_group(gk, blk[g0:g0 + G], e, m, sb, G)
             gk.pad(W)
             if len(gk.bits) < len(plain.bits):
                 bw, is_coded = gk, True
