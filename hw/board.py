@@ -26,7 +26,7 @@ the simulation tests do (tests/test_hw_lane.py, sim_tests/).
 
 :func:`build_ulx3s` puts it on the ULX3S-85F (25 MHz clock): LED0 heartbeat
 (about 1.5 Hz), LED1 toggles every 256 tensors checked, LED7 mismatch
-(sticky until reconfiguration), LED6 a refused configuration or a status flag;
+(sticky until reconfiguration), LED6 a refused configuration (sticky);
 button F1 (``fire`` 0) injects errors.  Built with the YoWASP tools; no
 programmer needed to build.
 """

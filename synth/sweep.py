@@ -18,6 +18,7 @@ from typing import Callable
 from hw.params import HwParams
 
 from .flow import config_tag, params_from_dict, run_job, total_of
+from .tools import tool_version, yosys
 from .units import units
 
 __all__ = ["DEFAULT_GRID", "grid", "run_sweep", "table_markdown", "plot", "throughput_gbs"]
@@ -105,7 +106,8 @@ def run_sweep(configs: list[dict], target: str, outdir: str, *, pnr: bool = Fals
         p = params_from_dict(d)
         per = {n: results[(i, n)] for n in units(p, unit_names) if (i, n) in results}
         errs = {n: errors[(i, n)] for n in units(p, unit_names) if (i, n) in errors}
-        rec = {"params": p.as_dict(), "tag": config_tag(p), "target": target, "units": per, "total": total_of(per)}
+        rec = {"params": p.as_dict(), "tag": config_tag(p), "target": target, "tool": tool_version(yosys()),
+               "units": per, "total": total_of(per)}
         if errs:
             rec["errors"] = errs
         out.append(rec)
@@ -116,7 +118,9 @@ def table_markdown(results: list[dict], target: str) -> str:
     """One row per configuration and unit (+ total): LUT/FF/carry or kGE, Fmax, throughput."""
     fpga = target != "generic"
     head = ["configuration", "unit"] + (["LUT4", "FF", "carry", "DSP", "LUTRAM"] if fpga else ["cells", "FF", "kGE"])
-    head += ["Fmax (MHz)", "GB/s at Fmax"]
+    timed = any(m.get("fmax_mhz") is not None for r in results for m in r["units"].values())
+    if timed:
+        head += ["Fmax (MHz)", "GB/s at Fmax"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for r in results:
         p = params_from_dict(r["params"])
@@ -126,8 +130,9 @@ def table_markdown(results: list[dict], target: str) -> str:
                 vals = [m.get("lut"), m.get("ff"), m.get("carry"), m.get("dsp"), m.get("lutram")]
             else:
                 vals = [m.get("cells"), m.get("ff"), m.get("kge")]
-            fm = m.get("fmax_mhz")
-            vals += [fm, throughput_gbs(p, fm)]
+            if timed:
+                fm = m.get("fmax_mhz")
+                vals += [fm, throughput_gbs(p, fm)]
             cells = ["—" if v is None else (f"{v:g}" if isinstance(v, float) else str(v)) for v in vals]
             lines.append(f"| {r['tag']} | {name} | " + " | ".join(cells) + " |")
         for name, err in (r.get("errors") or {}).items():

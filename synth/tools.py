@@ -50,7 +50,13 @@ def tool_version(cmd: str) -> str:
         out = subprocess.run([cmd, "-V"], capture_output=True, text=True, timeout=600)
     except (OSError, subprocess.TimeoutExpired) as exc:
         raise ToolError(f"{cmd}: cannot run ({exc})")
-    return (out.stdout or out.stderr).strip().splitlines()[0] if (out.stdout or out.stderr).strip() else ""
+    text = (out.stdout or out.stderr).strip()
+    first = text.splitlines()[0] if text else ""
+    # "Yosys 0.70 (git sha1 28ba3cb92, Release, Clang /long/path...)" -> "Yosys 0.70 (git sha1 28ba3cb92)"
+    m = re.match(r"(Yosys [\w.+-]+)(?: \(git sha1 (\w+))?", first)
+    if m:
+        return m.group(1) + (f" (git sha1 {m.group(2)})" if m.group(2) else "")
+    return first
 
 
 @functools.lru_cache(maxsize=None)
