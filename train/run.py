@@ -218,3 +218,76 @@ def plot_run(result: dict, out_dir: str, prefix: str = "") -> list[str]:
     plt.close(fig)
     paths.append(p)
     return paths
+
+
+# ----------------------------------------------------------------------------
+# the results table (docs/results-train.md)
+# ----------------------------------------------------------------------------
+
+def table(results: dict) -> str:
+    """Markdown table: rows (task, method); results[(task, method)] = run() result."""
+    head = ("| task | method | accuracy | Δ vs fp32 (pp) | weights vs fp32 | acts vs fp32 | **total vs fp32** | total vs bf16 "
+            "| weights +Gecko | acts +Gecko | **total +Gecko vs fp32** | total +Gecko vs bf16 | total at the end (plain / Gecko) |")
+    lines = [head, "|" + "|".join(["---"] * (head.count("|") - 1)) + "|"]
+    for (task, method), r in results.items():
+        f = r["footprint"]
+        ref = results.get((task, "fp32"))
+        d = (r["accuracy"] - ref["accuracy"]) * 100 if ref else float("nan")
+        n = r["test_examples"]
+        lines.append(
+            f"| {task} | {method} | {r['accuracy'] * 100:.2f}% ({round(r['accuracy'] * n)}/{n}) | {d:+.2f} "
+            f"| {f['weight']['vs_fp32']:.2f}x | {f['act']['vs_fp32']:.2f}x | **{f['total']['vs_fp32']:.2f}x** "
+            f"| {f['total']['vs_bf16']:.2f}x | {f['weight']['gecko_vs_fp32']:.2f}x | {f['act']['gecko_vs_fp32']:.2f}x "
+            f"| **{f['total']['gecko_vs_fp32']:.2f}x** | {f['total']['gecko_vs_bf16']:.2f}x "
+            f"| {f['final']['total']['vs_fp32']:.2f}x / {f['final']['total']['gecko_vs_fp32']:.2f}x |")
+    return "\n".join(lines)
+
+
+def final_containers(r: dict) -> str:
+    sch = r["schedule"]
+    parts = []
+    for name, t in sch["tensors"].items():
+        _, _, m, e, base, sign = t["runs"][-1]
+        parts.append(f"`{name}` m{m} e{e}{'' if sign else ' unsigned'}")
+    return ", ".join(parts)
+
+
+def main(argv=None) -> int:
+    """``python -m train.run [--out out/train] [--img docs/img]``: every task x method, table on stdout."""
+    import argparse
+    import shutil
+    import sys
+
+    ap = argparse.ArgumentParser(description="Run every task x method and print the results table.")
+    ap.add_argument("--out", default=os.path.join("out", "train"))
+    ap.add_argument("--img", default=None, help="also copy the plots here as <task>-<method>-*.png")
+    ap.add_argument("--tasks", default="digits,cancer")
+    ap.add_argument("--methods", default=",".join(METHODS))
+    args = ap.parse_args(argv)
+    results = {}
+    for task in args.tasks.split(","):
+        for method in args.methods.split(","):
+            r = run(task, method)
+            results[(task, method)] = r
+            d = os.path.join(args.out, f"{task}-{method}")
+            os.makedirs(d, exist_ok=True)
+            with open(os.path.join(d, "result.json"), "w") as f:
+                json.dump({k: v for k, v in r.items() if k != "schedule"}, f, indent=1)
+            with open(os.path.join(d, "schedule.json"), "w") as f:
+                json.dump(r["schedule"], f, separators=(",", ":"))
+            for p in plot_run(r, d):
+                if args.img:
+                    os.makedirs(args.img, exist_ok=True)
+                    shutil.copy(p, os.path.join(args.img, f"train-{task}-{method}-{os.path.basename(p)}"))
+            print(f"{task} {method}: accuracy {r['accuracy']:.4f}, total {r['footprint']['total']['vs_fp32']:.2f}x "
+                  f"({r['footprint']['total']['gecko_vs_fp32']:.2f}x Gecko) vs fp32, {r['seconds']:.0f} s", file=sys.stderr, flush=True)
+    print(table(results))
+    print()
+    for (task, method), r in results.items():
+        if method in ("qmqe", "bitwave"):
+            print(f"* {task} / {method}, final containers: {final_containers(r)}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
