@@ -1,0 +1,254 @@
+"""amaranth.sim tests of the Gecko encoder and decoder (hw/gecko_pack.py, hw/gecko_unpack.py) vs the golden model.
+
+Expected words/lengths come from ``model.blocks.pack_image`` (what
+``model.container.encode_image`` packs; checked equal to ``encode_image``'s
+payload for the real tensors) and expected fields from
+``model.quantize.to_fields``.  Stimuli: real training tensors (bf16) and
+fields with adversarial exponent patterns built directly (every Gecko
+mode, b = 0 groups, escapes, blocks that fall back to plain).
+"""
+
+from __future__ import annotations
+
+import random
+import time
+
+import numpy as np
+import pytest
+from amaranth.sim import Simulator
+
+from hw.gecko_pack import GeckoEncoder
+from hw.params import HwParams, ParamError
+from model import bitpack, gecko
+from model.blocks import pack_image, unpack_image
+from model.formats import Settings
+from model.quantize import Fields, as_bits, to_fields
+
+# -- stimulus --------------------------------------------------------------------
+
+
+def settings_for(p: HwParams, **kw) -> Settings:
+    kw.setdefault("gecko", True)
+    kw.setdefault("exp_base", 0)
+    return Settings(source=p.source, group=p.group, block=p.block, word=p.word, **kw)
+
+
+def adversarial_fields(rng: np.random.Generator, n: int, s: Settings) -> Fields:
+    """Fields whose exponent codes exercise every Gecko case, chosen group by group."""
+    e, m, G = s.exp_bits, s.man_bits, s.group
+    top = (1 << e) - 1
+    codes = np.zeros(n, np.int64)
+    for g0 in range(0, n, G):
+        g = min(G, n - g0)
+        kind = rng.integers(0, 10)
+        hi = int(rng.integers(1, top + 1))
+        if kind == 0:                                   # all equal (incl. all zero: b = 0)
+            c = np.full(g, int(rng.choice([0, hi])))
+        elif kind == 1:                                 # alternating extremes
+            c = np.where(np.arange(g) % 2 == 0, 0, top)
+        elif kind == 2:                                 # zeros scattered among large codes
+            c = np.where(rng.random(g) < 0.3, 0, top - rng.integers(0, 2, g))
+        elif kind == 3:                                 # one outlier per group
+            c = np.full(g, hi)
+            c[rng.integers(0, g)] = int(rng.integers(0, top + 1))
+        elif kind in (4, 5, 6):                         # geometric below the max, mean ~ 2^(kind-4)
+            c = hi - np.minimum(rng.geometric(1 / (1 << (kind - 4)) / 1.5, g) - 1, hi)
+            c = np.where(rng.random(g) < 0.1, 0, c)
+        elif kind == 7:                                 # uniform: raw mode, plain fallback
+            c = rng.integers(0, top + 1, g)
+        elif kind == 8:                                 # escapes: far below the max
+            c = np.where(rng.random(g) < 0.5, top, rng.integers(1, max(2, top - 20), g))
+        else:                                           # b = 0 group
+            c = np.zeros(g, np.int64)
+        codes[g0:g0 + g] = c
+    sign = rng.integers(0, 2, n) * (1 if s.sign else 0)
+    man = rng.integers(0, 1 << m, n) if m else np.zeros(n, np.int64)
+    return Fields(sign.astype(np.uint32), codes.astype(np.uint32), man.astype(np.uint32))
+
+
+_REAL: dict = {}
+
+
+def real_fields(key_like: str, n: int, offset: int, s: Settings):
+    """(fields, resolved settings, bf16 bits) of ``n`` values of a real training tensor."""
+    import ml_dtypes
+
+    from train.tensors import ensure_tensors
+
+    if key_like not in _REAL:
+        with np.load(ensure_tensors()) as z:
+            key = next(k for k in sorted(z.files) if key_like in k)
+            _REAL[key_like] = np.asarray(z[key], np.float32).reshape(-1)
+    a = _REAL[key_like]
+    a = np.resize(a[offset:], n)
+    x = a.astype(ml_dtypes.bfloat16)
+    f, rs = to_fields(as_bits(x, "bf16"), s.with_(exp_base="auto"), strict=False)
+    return f, rs, x
+
+
+def expected_image(f: Fields, s: Settings):
+    words32, block_words = pack_image(f, s)
+    payload = bitpack.to_bytes(words32, int(block_words.sum()) * s.word // 8)
+    nb = s.word // 8
+    words = [int.from_bytes(payload[i:i + nb], "little") for i in range(0, len(payload), nb)]
+    return words, [int(x) for x in block_words], payload
+
+
+def cfg_of(s: Settings, n: int) -> dict:
+    return {"man_bits": s.man_bits, "exp_bits": s.exp_bits, "exp_base": int(s.exp_base), "sign": int(s.sign),
+            "specials": int(s.specials), "rounding": 0, "gecko": int(s.gecko), "seed": 0, "length": n}
+
+
+def enc_beats(f: Fields, s: Settings, N: int) -> list[dict]:
+    n = f.code.size
+    beats = []
+    cfg = cfg_of(s, n)
+    for t in range(0, n, N):
+        cnt = min(N, n - t)
+        lanes = [{"sign": int(f.sign[t + j]), "code": int(f.code[t + j]), "man": int(f.man[t + j])} if j < cnt
+                 else {"sign": 1, "code": 3, "man": 5} for j in range(N)]        # junk beyond count
+        beats.append({"fields": lanes, "count": cnt, "last": int(t + N >= n), "cfg": cfg})
+    return beats
+
+
+# -- simulation helpers ------------------------------------------------------------
+
+async def send(ctx, strm, payloads, rng, idle_prob=0.0):
+    for pl in payloads:
+        while idle_prob and rng.random() < idle_prob:
+            ctx.set(strm.valid, 0)
+            await ctx.tick()
+        ctx.set(strm.payload, pl)
+        ctx.set(strm.valid, 1)
+        await ctx.tick().until(strm.ready)
+    ctx.set(strm.valid, 0)
+
+
+def collector(strm, out, rng, ready_prob=1.0, times=None):
+    async def run(ctx):
+        cycle = 0
+        while True:
+            ctx.set(strm.ready, ready_prob >= 1.0 or rng.random() < ready_prob)
+            _, _, valid, ready, payload = await ctx.tick().sample(strm.valid, strm.ready, strm.payload)
+            if valid and ready:
+                out.append(payload)
+                if times is not None:
+                    times.append(cycle)
+            cycle += 1
+    return run
+
+
+def run_sim(dut, testbench, collectors=()):
+    sim = Simulator(dut)
+    sim.add_clock(1e-8)
+    for c in collectors:
+        sim.add_testbench(c, background=True)
+    sim.add_testbench(testbench)
+    sim.run()
+
+
+def run_encoder(p: HwParams, tensors, *, idle=0.0, ready=1.0, seed=0, accept_times=None, word_fifo_depth=None):
+    """Feed ``tensors`` [(fields, settings)] back to back; return (words [(data, last)], lens [(L, last)])."""
+    dut = GeckoEncoder(p, word_fifo_depth=word_fifo_depth)
+    words, lens = [], []
+    rng = random.Random(seed)
+    beats = [b for f, s in tensors for b in enc_beats(f, s, p.lanes)]
+    total_words = sum(len(expected_image(f, s)[0]) for f, s in tensors)
+
+    async def tb(ctx):
+        if accept_times is not None:
+            cyc = 0
+            for b in beats:
+                ctx.set(dut.i.payload, b)
+                ctx.set(dut.i.valid, 1)
+                while True:
+                    _, _, rd = await ctx.tick().sample(dut.i.ready)
+                    cyc += 1
+                    if rd:
+                        break
+                accept_times.append(cyc)
+            ctx.set(dut.i.valid, 0)
+        else:
+            await send(ctx, dut.i, beats, rng, idle)
+        for _ in range(20000):
+            if len(words) >= total_words:
+                break
+            await ctx.tick()
+        for _ in range(10):
+            await ctx.tick()
+
+    run_sim(dut, tb, [collector(dut.words, words, random.Random(seed + 1), ready),
+                      collector(dut.lens, lens, random.Random(seed + 2), ready)])
+    return ([(int(w.data), int(w.last)) for w in words], [(int(x.data), int(x.last)) for x in lens])
+
+
+def check_encoder(p, tensors, **kw):
+    got_w, got_l = run_encoder(p, tensors, **kw)
+    exp_w, exp_l = [], []
+    for f, s in tensors:
+        w, lb, _ = expected_image(f, s)
+        exp_w += [(x, int(k == len(w) - 1)) for k, x in enumerate(w)]
+        exp_l += [(x, int(k == len(lb) - 1)) for k, x in enumerate(lb)]
+    assert got_l == exp_l, f"block lengths differ:\n got {got_l}\n exp {exp_l}"
+    assert len(got_w) == len(exp_w), (len(got_w), len(exp_w))
+    for k, (g, e) in enumerate(zip(got_w, exp_w)):
+        assert g == e, f"word {k}: got {g[0]:#x} last={g[1]}, expected {e[0]:#x} last={e[1]}"
+    return exp_l
+
+
+# -- encoder tests ----------------------------------------------------------------
+
+def test_param_refusal():
+    for bad in (HwParams(lanes=16, word=512, gecko=True), HwParams(group=4, block=256, gecko=True),
+                HwParams(lanes=8, block=16, group=32, gecko=True)):
+        with pytest.raises(ParamError):
+            GeckoEncoder(bad)
+
+
+def test_encoder_adversarial_smoke():
+    p = HwParams(source="bf16", lanes=8, word=128, block=64, group=16, gecko=True, stochastic=False)
+    rng = np.random.default_rng(1)
+    s = settings_for(p)
+    f = adversarial_fields(rng, 64 * 5 + 21, s)
+    lens = check_encoder(p, [(f, s)])
+    print(lens)
+
+
+ENC_CONFIGS = [
+    HwParams(source="bf16", lanes=8, word=128, block=64, group=32, gecko=True, stochastic=False),
+    HwParams(source="bf16", lanes=4, word=64, block=32, group=16, gecko=True, stochastic=False),
+    HwParams(source="fp32", lanes=2, word=128, block=64, group=8, gecko=True, stochastic=False),
+    HwParams(source="bf16", lanes=1, word=64, block=16, group=8, gecko=True, stochastic=False, max_exp_bits=6, max_man_bits=4),
+]
+
+SETTINGS_MIX = [dict(), dict(man_bits=0, exp_bits=3), dict(man_bits=2, exp_bits=5, sign=False),
+                dict(man_bits=1, exp_bits=2, gecko=False), dict(man_bits=3, exp_bits=8, sign=False)]
+
+
+def _mix(p: HwParams, rng, kinds=SETTINGS_MIX):
+    out = []
+    for i, kw in enumerate(kinds):
+        kw = dict(kw)
+        kw["man_bits"] = min(kw.get("man_bits", p.max_man_bits), p.max_man_bits)
+        kw["exp_bits"] = min(kw.get("exp_bits", p.max_exp_bits), p.max_exp_bits)
+        s = settings_for(p, **kw)
+        n = int(rng.integers(1, 3 * p.block + 7)) if i else 2 * p.block + 3 * p.group // 2 + 5
+        out.append((adversarial_fields(rng, n, s), s))
+    return out
+
+
+@pytest.mark.parametrize("p", ENC_CONFIGS, ids=lambda p: f"{p.source}_N{p.lanes}_W{p.word}_B{p.block}_G{p.group}")
+@pytest.mark.parametrize("stall", [False, True])
+def test_encoder_back_to_back(p, stall):
+    rng = np.random.default_rng(p.lanes * 31 + p.word + stall)
+    tensors = _mix(p, rng)
+    lens = check_encoder(p, tensors, idle=0.3 if stall else 0.0, ready=0.4 if stall else 1.0, seed=p.lanes)
+    plain = sum(1 for f, s in tensors for c, L in zip(*_plain_words(f, s)) if c == L)
+    assert 0 < plain < len(lens), "the mix must have both coded and plain blocks"
+
+
+def _plain_words(f, s):
+    from model.blocks import block_counts
+    counts = block_counts(f.code.size, s.block)
+    pw = (counts * s.value_bits + s.word - 1) // s.word
+    return pw, expected_image(f, s)[1]
