@@ -252,3 +252,99 @@ def _plain_words(f, s):
     counts = block_counts(f.code.size, s.block)
     pw = (counts * s.value_bits + s.word - 1) // s.word
     return pw, expected_image(f, s)[1]
+
+
+# -- decoder -------------------------------------------------------------------------
+
+def run_decoder(p: HwParams, tensors, *, idle=0.0, ready=1.0, seed=0, out_times=None):
+    """Feed the model images of ``tensors`` [(fields, settings)]; return the output beats as dicts."""
+    from hw.gecko_unpack import GeckoDecoder
+
+    dut = GeckoDecoder(p)
+    beats = []
+    rng = random.Random(seed)
+    total_beats = sum(-(-f.code.size // p.lanes) for f, s in tensors)
+    words, lens, cfgs = [], [], []
+    for f, s in tensors:
+        w, lb, _ = expected_image(f, s)
+        cfg = cfg_of(s, f.code.size)
+        for k, x in enumerate(w):
+            words.append(({"data": x, "last": int(k == len(w) - 1)}, cfg if k == 0 else None))
+        if s.gecko:
+            lens += [{"data": x, "last": int(k == len(lb) - 1)} for k, x in enumerate(lb)]
+
+    async def tb_words(ctx):
+        for pl, cfg in words:
+            while idle and rng.random() < idle:
+                ctx.set(dut.i.valid, 0)
+                await ctx.tick()
+            ctx.set(dut.i.payload, pl)
+            ctx.set(dut.i.valid, 1)
+            if cfg is not None:
+                ctx.set(dut.cfg, cfg)
+            await ctx.tick().until(dut.i.ready)
+        ctx.set(dut.i.valid, 0)
+
+    async def tb(ctx):
+        for _ in range(40000):
+            if len(beats) >= total_beats:
+                break
+            await ctx.tick()
+        for _ in range(10):
+            await ctx.tick()
+
+    lrng = random.Random(seed + 7)
+
+    async def tb_lens(ctx):
+        await send(ctx, dut.lens, lens, lrng, idle)
+
+    sim = Simulator(dut)
+    sim.add_clock(1e-8)
+    sim.add_testbench(collector(dut.o, beats, random.Random(seed + 3), ready, out_times), background=True)
+    sim.add_testbench(tb_words, background=True)
+    sim.add_testbench(tb_lens, background=True)
+    sim.add_testbench(tb)
+    sim.run()
+    return beats
+
+
+def check_decoder(p, tensors, **kw):
+    beats = run_decoder(p, tensors, **kw)
+    N = p.lanes
+    k = 0
+    for ti, (f, s) in enumerate(tensors):
+        n = f.code.size
+        # the decoder's output equals the model's decode of the image, which equals the fields
+        words32, block_words = pack_image(f, s)
+        ref = unpack_image(words32, block_words, s, n)
+        assert np.array_equal(ref.code, f.code) and np.array_equal(ref.man, f.man)
+        for t in range(0, n, N):
+            assert k < len(beats), f"tensor {ti}: only {len(beats)} beats out"
+            b = beats[k]
+            cnt = min(N, n - t)
+            assert int(b.keep) == (1 << cnt) - 1, (ti, t, int(b.keep))
+            assert int(b.last) == int(t + N >= n), (ti, t)
+            assert int(b.cfg.exp_bits) == s.exp_bits and int(b.cfg.man_bits) == s.man_bits
+            for j in range(N):
+                fl = b.fields[j]
+                got = (int(fl.sign), int(fl.code), int(fl.man))
+                exp = (int(f.sign[t + j]), int(f.code[t + j]), int(f.man[t + j])) if j < cnt else (0, 0, 0)
+                assert got == exp, f"tensor {ti} value {t + j}: got {got}, expected {exp}"
+            k += 1
+    assert k == len(beats)
+
+
+def test_decoder_adversarial_smoke():
+    p = HwParams(source="bf16", lanes=8, word=128, block=64, group=16, gecko=True, stochastic=False)
+    rng = np.random.default_rng(1)
+    s = settings_for(p)
+    f = adversarial_fields(rng, 64 * 5 + 21, s)
+    check_decoder(p, [(f, s)])
+
+
+@pytest.mark.parametrize("p", ENC_CONFIGS, ids=lambda p: f"{p.source}_N{p.lanes}_W{p.word}_B{p.block}_G{p.group}")
+@pytest.mark.parametrize("stall", [False, True])
+def test_decoder_back_to_back(p, stall):
+    rng = np.random.default_rng(p.lanes * 17 + p.word + stall)
+    tensors = _mix(p, rng)
+    check_decoder(p, tensors, idle=0.3 if stall else 0.0, ready=0.4 if stall else 1.0, seed=p.lanes + 5)

@@ -1,0 +1,430 @@
+"""The Gecko decoder: the Gecko-layout DRAM image and its block index in, container fields out (format.md 4-5, issue #4).
+
+:class:`GeckoDecoder` reads the words :class:`hw.gecko_pack.GeckoEncoder`
+(or ``model.container.encode_image(..., gecko=True)``) writes, with the
+block index L_0, L_1, ... on a side stream, and returns the fields of every
+value, exactly ``model.quantize.to_fields(...)``.  A block is Gecko-coded
+iff L_b < ceil(count_b*v/W) (format.md 5), else plain.  With
+``cfg.gecko = 0`` every block is plain (format.md 4) and no block index is
+read, so the unit can stand in for :class:`hw.wordunpack.WordUnpacker`.
+"""
+
+from __future__ import annotations
+
+from amaranth import Array, Cat, Const, Module, Mux, Signal
+from amaranth.lib import data, fifo, stream, wiring
+from amaranth.lib.wiring import In, Out
+
+from .gecko_common import QCAP, SLICE, check_gecko_params, lane_mask, prefix_sums, settings_layout, slice_max_bits
+from .params import HwParams, config_layout, fields_layout
+from .wordpack import _shift_amount, len_layout, word_layout
+from .wordunpack import field_beat_layout, split_records
+
+__all__ = ["GeckoDecoder"]
+
+
+def _log2(x: int) -> int:
+    assert x & (x - 1) == 0
+    return x.bit_length() - 1
+
+
+def _prefix_count(m: Module, bits, width: int, prefix: str):
+    """Inclusive prefix counts of ``bits`` (list of 1-bit values), Sklansky tree: log2(len) adder levels."""
+    x = []
+    for i, b in enumerate(bits):
+        s = Signal(width, name=f"{prefix}_0_{i}")
+        m.d.comb += s.eq(b)
+        x.append(s)
+    n = len(x)
+    d = 0
+    while (1 << d) < n:
+        y = []
+        for p in range(n):
+            if (p >> d) & 1:
+                src = ((p >> d) << d) - 1
+                s = Signal(width, name=f"{prefix}_{d + 1}_{p}")
+                m.d.comb += s.eq(x[p] + x[src])
+                y.append(s)
+            else:
+                y.append(x[p])
+        x = y
+        d += 1
+    return x
+
+
+class GeckoDecoder(wiring.Component):
+    """Reads Gecko (or plain) container images and emits N values' fields per clock.
+
+    Parameters
+    ----------
+    p : HwParams
+        The encoder's parameters: lanes N in {1, 2, 4, 8}, word W, block B,
+        group G (multiple of 8), field maxima.  Others raise ``ParamError``.
+
+    Ports
+    -----
+    i : In(stream of {data: W, last: 1})
+        The image, tensor after tensor (sum of L_b words each, as written),
+        ``last`` on each tensor's final word.
+    lens : In(stream of {data: 32, last: 1})
+        The block index, one L_b per block, in order (the DMA engine has it
+        anyway: it fetched the words with it).  Only read for tensors with
+        ``cfg.gecko = 1``; ``last`` is not used.
+    cfg : In(config_layout())
+        Sampled when a tensor's first word is accepted: ``length`` (values,
+        >= 1), ``man_bits``, ``exp_bits``, ``sign``, ``gecko``.
+    o : Out(stream of :func:`hw.wordunpack.field_beat_layout`)
+        ``ceil(length/N)`` beats per tensor: ``fields[j]`` of value t*N+j,
+        ``keep`` the valid-lane prefix mask (all ones except maybe on the
+        last beat; fields outside it are 0), ``last`` on the tensor's last
+        beat, ``cfg`` the tensor's settings.  The same stream as
+        :class:`WordUnpacker`'s ``o``; ``o.ready`` must not depend on ``o.valid``.
+
+    Micro-architecture
+    ------------------
+    * Input: a ring of ``RING`` words (registers; a word is taken when the
+      ring is not full), a 2-entry queue of tensor settings pushed by each
+      tensor's first word, a 2-entry FIFO on ``lens``.
+    * D0, the loop: one slice (8 values) per clock from the bit pointer
+      (ring slot, offset): the ``KW``-word window at the pointer (a
+      ``KW*W``-bit funnel shift); the group header when the slice is its
+      group's first (b, z, k then kept for the group's other slices); the
+      remainders' length n*k; the unary window's first n zeros from a prefix
+      count of its zero bits (a Sklansky tree over 72 bits), giving each
+      quotient, the escapes and the unary length; the exceptions' length
+      (escapes * e); then the slice's length and the new pointer.  A slice
+      is decoded only when the words it reaches are in the ring (its end is
+      checked against the ring level: a parse whose end lies within the
+      available bits read only available bits).  At a block's last slice
+      the pointer moves to the next word boundary (the padding; valid
+      streams end there at word L_b).  Plain blocks: n*v bits per slice.
+    * D1: from the registered window: remainders, symbols -> codes (or the
+      exceptions / raw codes, placed by a prefix count of escapes), the
+      sign/mantissa records (split tree) or the plain records; registered
+      as an 8-value slice.
+    * Output: the slice is sent as 8/N beats of N values (1 beat at N = 8).
+
+    Combinational loop (sets Fmax): ring slot/offset registers -> window
+    mux and funnel shift -> header field (variable shift by e) -> shift by
+    n*k -> 72-bit zero prefix count (7 adder levels) -> 8 one-hot position
+    encoders -> quotient subtractions, escape count -> length sum (5 terms)
+    -> pointer add and the words-available compare.  Everything that does
+    not feed the next pointer (field extraction) is in D1.
+
+    Latency: a slice's fields are on ``o`` 2 clocks after it is decoded,
+    i.e. 3 clocks after the word holding its end was accepted.
+
+    Throughput: one slice per clock at N = 8 (N values per clock for any N)
+    while words come without gaps and ``o`` is ready, with no bubble at
+    group, block or tensor boundaries (the header is parsed with its
+    group's first slice; the next tensor's settings are queued).  A block
+    of K rows is at most K words long (L_b <= plain words), so the ring,
+    refilled one word per clock, keeps up on average; a slice longer than
+    the ring's surplus (a burst of escapes, up to 3 words) waits for its
+    words, which costs clocks only when such slices come faster than one
+    word per clock.  ``RING`` = 2*KW words of slack absorb that.
+
+    Not checked: corrupt streams (unary runs over the cap, symbols above b,
+    block lengths that disagree with the parse) give unspecified fields but
+    never hang the decoder.
+    """
+
+    def __init__(self, p: HwParams):
+        check_gecko_params(p)
+        self.p = p
+        smax = slice_max_bits(p)
+        self.kw = -(-(p.word - 1 + smax) // p.word)         # window words
+        self.ring = 1 << (2 * self.kw - 1).bit_length()
+        super().__init__({
+            "i": In(stream.Signature(word_layout(p))),
+            "lens": In(stream.Signature(len_layout())),
+            "cfg": In(config_layout()),
+            "o": Out(stream.Signature(field_beat_layout(p))),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        p = self.p
+        N, W, B, G = p.lanes, p.word, p.block, p.group
+        emax, mmax = p.max_exp_bits, p.max_man_bits
+        mw = max(mmax, 1)
+        vmax = 1 + emax + mmax
+        smmax = 1 + mmax
+        hmax = emax + 3
+        smax = slice_max_bits(p)
+        KW, RING = self.kw, self.ring
+        lgW, lgB, lgR = _log2(W), _log2(B), _log2(RING)
+        R = B // SLICE
+        SPG = G // SLICE
+        una_w = SLICE * (QCAP + 1)
+
+        # -- per-tensor settings queue ------------------------------------------
+        entry = data.StructLayout({
+            "cfg": config_layout(), "set": settings_layout(), "v": range(vmax + 1),
+            "nb_m1": 32, "tail": range(B + 1), "pw_full": 32, "pw_tail": 32,
+        })
+        new = Signal(entry)
+        c = self.cfg
+        v_new = c.sign + c.exp_bits + c.man_bits
+        tail = ((c.length - 1) & (B - 1)) + 1
+        m.d.comb += [
+            new.cfg.eq(c),
+            new.set.s.eq(c.sign), new.set.e.eq(c.exp_bits), new.set.m.eq(c.man_bits), new.set.gecko.eq(c.gecko),
+            new.v.eq(v_new),
+            new.nb_m1.eq((c.length - 1) >> lgB),
+            new.tail.eq(tail),
+            new.pw_full.eq(((v_new << lgB) + W - 1) >> lgW),
+            new.pw_tail.eq((tail * v_new + W - 1) >> lgW),
+        ]
+        q0 = Signal(entry)
+        q1 = Signal(entry)
+        qn = Signal(range(3))
+        q_push = Signal()
+        q_pop = Signal()
+        with m.If(q_pop):
+            with m.If(qn == 2):
+                m.d.sync += q0.eq(q1)
+            with m.If(q_push):
+                m.d.sync += q0.eq(new)
+        with m.Elif(q_push):
+            with m.If(qn == 0):
+                m.d.sync += q0.eq(new)
+            with m.Else():
+                m.d.sync += q1.eq(new)
+        m.d.sync += qn.eq(qn + q_push - q_pop)
+
+        # -- word ring ------------------------------------------------------------
+        ring = Array(Signal(W, name=f"ring{i}") for i in range(RING))
+        rp = Signal(lgR)
+        wp = Signal(lgR)
+        level = Signal(range(RING + 1))
+        pops = Signal(range(KW + 2))
+        in_first = Signal(init=1)
+        m.d.comb += self.i.ready.eq((level < RING) & (~in_first | (qn < 2)))
+        take = self.i.valid & self.i.ready
+        with m.If(take):
+            m.d.sync += [in_first.eq(self.i.payload.last), ring[wp].eq(self.i.payload.data), wp.eq(wp + 1)]
+        m.d.comb += q_push.eq(take & in_first)
+        m.d.sync += [rp.eq(rp + pops), level.eq(level + take - pops)]
+
+        m.submodules.lfifo = lfifo = fifo.SyncFIFOBuffered(width=32, depth=2)
+        m.d.comb += [
+            lfifo.w_data.eq(self.lens.payload.data),
+            lfifo.w_en.eq(self.lens.valid),
+            self.lens.ready.eq(lfifo.w_rdy),
+        ]
+
+        # -- output slice register and serializer ------------------------------------
+        o = self.o
+        out_valid = Signal()
+        out_n = Signal(range(SLICE + 1))
+        out_last = Signal()
+        out_cfg = Signal(config_layout())
+        out_f = Signal(data.ArrayLayout(fields_layout(p), SLICE))
+        sub = Signal(range(max(SLICE // N, 2)))
+        nsub = SLICE // N
+        last_sub = Signal()
+        m.d.comb += last_sub.eq(((sub + 1) * N >= out_n) if nsub > 1 else 1)
+        en = Signal()
+        m.d.comb += en.eq(~out_valid | (o.ready & last_sub))
+        base = sub * N if nsub > 1 else 0
+        flw = fields_layout(p).size
+        for j in range(N):
+            keep = (base + j) < out_n
+            src = out_f.as_value().word_select(base + j, flw) if nsub > 1 else out_f[j].as_value()
+            m.d.comb += [
+                o.payload.fields[j].eq(Mux(keep, src, 0)),
+                o.payload.keep[j].eq(keep),
+            ]
+        m.d.comb += [
+            o.valid.eq(out_valid),
+            o.payload.last.eq(out_last & last_sub),
+            o.payload.cfg.eq(out_cfg),
+        ]
+        if nsub > 1:
+            with m.If(o.valid & o.ready):
+                m.d.sync += sub.eq(Mux(last_sub, 0, sub + 1))
+
+        # -- D0: decode loop --------------------------------------------------------
+        st = q0.set
+        blk = Signal(32)
+        sl = Signal(range(max(R, 2)))
+        g_b = Signal(emax)
+        g_z = Signal()
+        g_k = Signal(2)
+        b_coded = Signal()
+        lastblk = blk == q0.nb_m1
+        bcnt = Signal(range(B + 1))
+        pw = Signal(32)
+        m.d.comb += [bcnt.eq(Mux(lastblk, q0.tail, B)), pw.eq(Mux(lastblk, q0.pw_tail, q0.pw_full))]
+        remv = bcnt - (sl << 3)
+        n = Signal(range(SLICE + 1))
+        m.d.comb += n.eq(Mux(remv >= SLICE, SLICE, remv))
+        blast = Signal()
+        tlast = Signal()
+        m.d.comb += [blast.eq(remv <= SLICE), tlast.eq(blast & lastblk)]
+        bfirst = sl == 0
+        gfirst = (sl & (SPG - 1)) == 0
+        coded = Signal()
+        need_len = Signal()
+        m.d.comb += need_len.eq(bfirst & st.gecko)
+        with m.If(bfirst):
+            m.d.comb += coded.eq(st.gecko & (lfifo.r_data < pw))
+        with m.Else():
+            m.d.comb += coded.eq(b_coded)
+
+        off = Signal(range(W))
+        cat = Cat(*(ring[(rp + j)[:lgR]] for j in range(KW)))
+        win = Signal(smax)
+        m.d.comb += win.eq(cat >> _shift_amount(m, off, W - 1, "d_off"))
+        emask = lane_mask(st.e, emax)
+        hdr_here = coded & gfirst
+        hb = win[:emax] & emask
+        hsh = win >> _shift_amount(m, st.e, emax, "d_hamt")
+        hz = hsh[0]
+        hk = hsh[1:3]
+        b = Signal(emax)
+        z = Signal()
+        k = Signal(2)
+        m.d.comb += [
+            b.eq(Mux(hdr_here, hb, g_b)),
+            z.eq(Mux(hdr_here, hz, g_z)),
+            k.eq(Mux(hdr_here, hk, g_k)),
+        ]
+        hl = Signal(range(hmax + 1))
+        m.d.comb += hl.eq(Mux(hdr_here, st.e + 3, 0))
+        y = Signal(smax - 5)                      # at least e+3 >= 5 bits were the header
+        m.d.comb += y.eq(win >> _shift_amount(m, hl, hmax, "d_hl"))
+        rice = Signal()
+        raw = Signal()
+        m.d.comb += [rice.eq(coded & (b != 0) & (k != 3)), raw.eq(coded & (b != 0) & (k == 3))]
+        kk = Signal(2)
+        m.d.comb += kk.eq(Mux(rice, k, 0))
+        rlen = Signal(range(2 * SLICE + 1))
+        m.d.comb += rlen.eq(n * kk)
+        u = Signal(una_w)
+        m.d.comb += u.eq(y >> _shift_amount(m, rlen, 2 * SLICE, "d_rlen"))
+        zc = _prefix_count(m, [~u[i] for i in range(una_w)], range(una_w + 1).stop.bit_length(), "d_zc")
+        ends = []
+        for i in range(SLICE):
+            e_i = 0
+            for pos in range(una_w):
+                if pos < i:
+                    continue
+                e_i = e_i | Mux(~u[pos] & (zc[pos] == i + 1), pos, 0)
+            es = Signal(range(una_w), name=f"d_end{i}")
+            m.d.comb += es.eq(e_i)
+            ends.append(es)
+        qs, escs = [], []
+        for i in range(SLICE):
+            q = Signal(range(una_w + 1), name=f"d_q{i}")
+            m.d.comb += q.eq(ends[i] - (ends[i - 1] + 1) if i else ends[0])
+            esc = Signal(name=f"d_esc{i}")
+            m.d.comb += esc.eq(rice & (n > i) & (q >= QCAP))
+            qs.append(q)
+            escs.append(esc)
+        ulen = Signal(range(una_w + 1))
+        m.d.comb += ulen.eq(Mux(rice & (n != 0), Array(ends)[n - 1] + 1, 0))
+        nesc = Signal(range(SLICE + 1))
+        m.d.comb += nesc.eq(sum(escs))
+        xlen = Signal(range(SLICE * emax + 1))
+        m.d.comb += xlen.eq(Mux(raw, n, Mux(rice, nesc, 0)) * st.e)
+        slen = Signal(range(smax + 1))
+        m.d.comb += slen.eq(Mux(coded, hl + rlen + ulen + xlen + n * (st.s + st.m), n * q0.v))
+        endbit = Signal(range(W + smax + 1))
+        m.d.comb += endbit.eq(off + slen)
+        need = Signal(range(KW + 2))
+        m.d.comb += need.eq((endbit + W - 1) >> lgW)
+        fire = Signal()
+        m.d.comb += fire.eq(en & (qn != 0) & (need <= level) & (~need_len | lfifo.r_rdy))
+        m.d.comb += lfifo.r_en.eq(fire & need_len)
+        with m.If(fire):
+            with m.If(blast):
+                m.d.comb += pops.eq(need)
+                m.d.sync += [off.eq(0), sl.eq(0)]
+                with m.If(lastblk):
+                    m.d.comb += q_pop.eq(1)
+                    m.d.sync += blk.eq(0)
+                with m.Else():
+                    m.d.sync += blk.eq(blk + 1)
+            with m.Else():
+                m.d.comb += pops.eq(endbit >> lgW)
+                m.d.sync += [off.eq(endbit[:lgW]), sl.eq(sl + 1)]
+            with m.If(bfirst):
+                m.d.sync += b_coded.eq(coded)
+            with m.If(hdr_here):
+                m.d.sync += [g_b.eq(hb), g_z.eq(hz), g_k.eq(hk)]
+
+        # -- D1: fields ---------------------------------------------------------------
+        d = Signal(data.StructLayout({
+            "valid": 1, "n": range(SLICE + 1), "tlast": 1, "coded": 1, "rice": 1, "raw": 1,
+            "b": emax, "z": 1, "kk": 2, "rlen": range(2 * SLICE + 1), "ulen": range(una_w + 1),
+            "xlen": range(SLICE * emax + 1), "set": settings_layout(), "v": range(vmax + 1),
+        }))
+        d_y = Signal(smax - 5)
+        d_q = [Signal(4, name=f"d1_q{i}") for i in range(SLICE)]
+        d_esc = [Signal(name=f"d1_esc{i}") for i in range(SLICE)]
+        d_cfg = Signal(config_layout())
+        with m.If(en):
+            m.d.sync += d.valid.eq(fire)
+            with m.If(fire):
+                m.d.sync += [
+                    d.n.eq(n), d.tlast.eq(tlast), d.coded.eq(coded), d.rice.eq(rice), d.raw.eq(raw),
+                    d.b.eq(b), d.z.eq(z), d.kk.eq(kk), d.rlen.eq(rlen), d.ulen.eq(ulen), d.xlen.eq(xlen),
+                    d.set.eq(st), d.v.eq(q0.v), d_y.eq(y), d_cfg.eq(q0.cfg),
+                ]
+                m.d.sync += [d_q[i].eq(Mux(qs[i] >= QCAP, QCAP, qs[i][:4])) for i in range(SLICE)]
+                m.d.sync += [d_esc[i].eq(escs[i]) for i in range(SLICE)]
+
+        ds = d.set
+        emask1 = lane_mask(ds.e, emax)
+        mmask1 = lane_mask(ds.m, mw)
+        xbase = Signal(range(2 * SLICE + una_w + 1))
+        m.d.comb += xbase.eq(Mux(d.rice, d.rlen + d.ulen, 0))
+        xwin = Signal(SLICE * emax)
+        m.d.comb += xwin.eq(d_y >> _shift_amount(m, xbase, 2 * SLICE + una_w, "d1_xbase"))
+        esc_rank, _ = prefix_sums(m, d_esc, 4, "d1_erank")
+        smbase = Signal(range(smax + 1))
+        m.d.comb += smbase.eq(xbase + d.xlen)
+        smwin = Signal(SLICE * smmax)
+        m.d.comb += smwin.eq(d_y >> _shift_amount(m, smbase, smax - SLICE * smmax, "d1_smbase"))
+        sm_recs = split_records(m, smwin, ds.s + ds.m, SLICE, smmax, "d1_sm")
+        pl_recs = split_records(m, d_y, d.v, SLICE, vmax, "d1_pl")
+        f_next = Signal(data.ArrayLayout(fields_layout(p), SLICE))
+        for i in range(SLICE):
+            ok = d.n > i
+            kmask = Mux(d.kk == 2, 3, Mux(d.kk == 1, 1, 0))
+            rem = (d_y >> (i * d.kk))[:2] & kmask if True else 0
+            sym = Signal(emax + 1, name=f"d1_sym{i}")
+            m.d.comb += sym.eq((d_q[i] << d.kk) | rem)
+            rcode = Mux(d.z & (sym == 0), 0, d.b - sym + d.z)
+            rank = Mux(d.raw, i, esc_rank[i])
+            xc = (xwin >> _shift_amount(m, rank * ds.e, (SLICE - 1) * emax, f"d1_xamt{i}"))[:emax] & emask1
+            code = Signal(emax, name=f"d1_code{i}")
+            with m.If(d.raw | d_esc[i]):
+                m.d.comb += code.eq(xc)
+            with m.Elif(d.rice):
+                m.d.comb += code.eq(rcode)
+            smr = sm_recs[i]
+            plr = pl_recs[i]
+            mamt = _shift_amount(m, ds.m, mmax, f"d1_mamt{i}")
+            samt = _shift_amount(m, ds.m + ds.e, vmax - 1, f"d1_samt{i}")
+            f = f_next[i]
+            with m.If(ok):
+                with m.If(d.coded):
+                    m.d.comb += [
+                        f.man.eq(smr & mmask1),
+                        f.code.eq(code),
+                        f.sign.eq((smr >> mamt)[0] & ds.s),
+                    ]
+                with m.Else():
+                    m.d.comb += [
+                        f.man.eq(plr & mmask1),
+                        f.code.eq((plr >> mamt) & emask1),
+                        f.sign.eq((plr >> samt)[0] & ds.s),
+                    ]
+        with m.If(en):
+            m.d.sync += out_valid.eq(d.valid)
+            with m.If(d.valid):
+                m.d.sync += [out_f.eq(f_next), out_n.eq(d.n), out_last.eq(d.tlast), out_cfg.eq(d_cfg)]
+        return m
