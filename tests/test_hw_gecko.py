@@ -40,7 +40,7 @@ def adversarial_fields(rng: np.random.Generator, n: int, s: Settings) -> Fields:
     codes = np.zeros(n, np.int64)
     for g0 in range(0, n, G):
         g = min(G, n - g0)
-        kind = rng.integers(0, 10)
+        kind = rng.integers(0, 11)
         hi = int(rng.integers(1, top + 1))
         if kind == 0:                                   # all equal (incl. all zero: b = 0)
             c = np.full(g, int(rng.choice([0, hi])))
@@ -48,18 +48,23 @@ def adversarial_fields(rng: np.random.Generator, n: int, s: Settings) -> Fields:
             c = np.where(np.arange(g) % 2 == 0, 0, top)
         elif kind == 2:                                 # zeros scattered among large codes
             c = np.where(rng.random(g) < 0.3, 0, top - rng.integers(0, 2, g))
-        elif kind == 3:                                 # one outlier per group
-            c = np.full(g, hi)
+        elif kind == 3:                                 # one outlier per group (an escape when far)
+            c = top - rng.integers(0, 2, g)
             c[rng.integers(0, g)] = int(rng.integers(0, top + 1))
-        elif kind in (4, 5, 6):                         # geometric below the max, mean ~ 2^(kind-4)
-            c = hi - np.minimum(rng.geometric(1 / (1 << (kind - 4)) / 1.5, g) - 1, hi)
+        elif kind in (4, 5, 6):                         # geometric below the max: k = 0, 1, 2
+            hi = top - int(rng.integers(0, 2))
+            c = hi - np.minimum(rng.geometric(1 / (1.5 * (1 << (kind - 4))), g) - 1, hi)
             c = np.where(rng.random(g) < 0.1, 0, c)
         elif kind == 7:                                 # uniform: raw mode, plain fallback
             c = rng.integers(0, top + 1, g)
         elif kind == 8:                                 # escapes: far below the max
             c = np.where(rng.random(g) < 0.5, top, rng.integers(1, max(2, top - 20), g))
-        else:                                           # b = 0 group
+        elif kind == 9:                                 # b = 0 group
             c = np.zeros(g, np.int64)
+        else:                                           # a whole slice of escapes in a Rice group (a burst)
+            c = np.full(g, top)
+            s0 = 8 * int(rng.integers(0, -(-g // 8)))
+            c[s0:s0 + 8] = rng.integers(1, max(2, top - 16), min(8, g - s0)) if top > 17 else 0
         codes[g0:g0 + g] = c
     sign = rng.integers(0, 2, n) * (1 if s.sign else 0)
     man = rng.integers(0, 1 << m, n) if m else np.zeros(n, np.int64)
@@ -348,3 +353,80 @@ def test_decoder_back_to_back(p, stall):
     rng = np.random.default_rng(p.lanes * 17 + p.word + stall)
     tensors = _mix(p, rng)
     check_decoder(p, tensors, idle=0.3 if stall else 0.0, ready=0.4 if stall else 1.0, seed=p.lanes + 5)
+
+
+# -- real training tensors, default parameters ----------------------------------------
+
+P_DEFAULT = HwParams(source="bf16", lanes=8, word=128, block=256, group=32, gecko=True, stochastic=False)
+
+REAL = [("act/relu2.out", 3001, 0, dict()),                                  # ReLU zeros: z flag
+        ("grad/conv2.out", 2777, 4096, dict(man_bits=3, exp_bits=4)),
+        ("weight/fc1.weight", 2061, 1000, dict(man_bits=2, exp_bits=5, sign=False)),
+        ("act/conv1.out", 1500, 77, dict(man_bits=7, exp_bits=3))]
+
+
+def _real_tensors(p):
+    from model.container import encode_image
+
+    out = []
+    for key, n, off, kw in REAL:
+        f, rs, x = real_fields(key, n, off, settings_for(p, **kw))
+        enc = encode_image(x, rs, strict=False)
+        w, lb, payload = expected_image(f, rs)
+        assert payload == enc.payload and lb == [int(v) for v in enc.block_words]   # pack_image == encode_image
+        out.append((f, rs))
+    return out
+
+
+def test_encoder_real_tensors():
+    tensors = _real_tensors(P_DEFAULT)
+    lens = check_encoder(P_DEFAULT, tensors, idle=0.1, ready=0.8, seed=11)
+    coded = sum(1 for f, s in tensors for pw, L in zip(*_plain_words(f, s)) if L < pw)
+    assert coded > len(lens) // 2, "real tensors are mostly Gecko-coded"
+
+
+def test_decoder_real_tensors():
+    tensors = _real_tensors(P_DEFAULT)
+    check_decoder(P_DEFAULT, tensors, idle=0.1, ready=0.8, seed=12)
+
+
+def test_adversarial_mix_covers_every_case():
+    """The adversarial generator reaches every mode, b = 0, escapes, coded and plain blocks."""
+    modes, zero_groups, escapes, coded, plain = set(), 0, 0, 0, 0
+    for p, stall in [(p, st) for p in ENC_CONFIGS for st in (False, True)]:
+      for f, s in _mix(p, np.random.default_rng(p.lanes * 31 + p.word + stall)):
+        if not s.gecko:
+            continue
+        gc = gecko.code_groups(f.code, s.group, s.exp_bits)
+        modes |= set(int(k) for k in gc.mode[gc.base > 0])
+        zero_groups += int((gc.base == 0).sum())
+        escapes += int(gc.escape.sum())
+        pw, lb = _plain_words(f, s)
+        coded += int((np.array(lb) < pw).sum())
+        plain += int((np.array(lb) == pw).sum())
+    print(modes, zero_groups, escapes, coded, plain)
+    assert escapes > 20 and modes == {0, 1, 2, 3} and zero_groups and escapes and coded and plain, (modes, zero_groups, escapes, coded, plain)
+
+
+# -- throughput -------------------------------------------------------------------------
+
+def _long_tensor(n=16384):
+    return real_fields("act/relu2.out", n, 0, settings_for(P_DEFAULT))[:2]
+
+
+def test_encoder_throughput():
+    f, s = _long_tensor()
+    times = []
+    check_encoder(P_DEFAULT, [(f, s)], accept_times=times)
+    rate = (len(times) - 1) / (times[-1] - times[0])
+    print(f"encoder: {len(times)} beats accepted in {times[-1] - times[0] + 1} cycles: {rate:.4f} beats/cycle")
+    assert rate >= 0.99
+
+
+def test_decoder_throughput():
+    f, s = _long_tensor()
+    times = []
+    check_decoder(P_DEFAULT, [(f, s)], out_times=times)
+    rate = (len(times) - 1) / (times[-1] - times[0])
+    print(f"decoder: {len(times)} beats out in {times[-1] - times[0] + 1} cycles: {rate:.4f} beats/cycle")
+    assert rate >= 0.99
