@@ -11,6 +11,23 @@ Clock and reset are ``clk`` and ``rst`` (synchronous, active high).
 and description)::
 
     python -m hw.top -o build/verilog --source bf16 --lanes 8 --word 128
+
+Lint: both files pass ``verilator --lint-only -Wall`` with these waivers
+(checked by ``tests/test_hw_packer.py::test_generated_verilog_lint``), all
+properties of Amaranth/Yosys output rather than of the design:
+
+* ``WIDTHEXPAND`` / ``WIDTHTRUNC``: Yosys pads and truncates operands implicitly.
+* ``CASEINCOMPLETE``: ``case`` statements without a default for unreachable encodings.
+* ``PROCASSINIT``: ``reg x = init;`` together with procedural assignments (Amaranth's init values).
+* ``UNUSEDSIGNAL``: Yosys's ``$N`` temporaries and Amaranth's per-field debug
+  wires of struct ports, plus inputs unused by design (``cfg_length`` in the
+  packer, the random bits above ``d`` in each lane).
+* ``DECLFILENAME``: the submodules (``sfp_packer.core`` ...) share the top's file.
+
+Both files also compile under Icarus (``iverilog``).  Under cocotb, build
+Icarus with ``-g2005``: in cocotb's default ``-g2012`` mode declaration
+initialisers make no time-0 event, and ``always @*`` blocks fed only by
+registers stay X (see ``sim_tests/test_packer.py``).
 """
 
 from __future__ import annotations
