@@ -50,7 +50,7 @@ class Unpacker(wiring.Component):
 
     Pipeline: the word ring, (1) decode/funnel shift, (2) record split and
     fields, registered; N combinational Dequantizers into a 2-entry output
-    FIFO (registered outputs).  Latency: a beat is on ``m_axis`` 3 cycles
+    FIFO (registered outputs).  Latency: a beat is on ``m_axis`` 4 cycles
     after the handshake of its last word.
 
     Throughput: one beat per clock whenever the words come without gaps and
