@@ -12,13 +12,14 @@ Two kinds of knobs (docs/hardware.md):
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import asdict, dataclass
 
 from amaranth.lib import data
 
 from model.formats import ROUNDINGS, SOURCES, WORD_SIZES
 
-__all__ = ["HwParams", "ParamError", "config_layout", "fields_layout", "ROUNDING_CODES"]
+__all__ = ["HwParams", "ParamError", "params_from_dict", "config_layout", "fields_layout", "ROUNDING_CODES"]
 
 ROUNDING_CODES = {name: i for i, name in enumerate(ROUNDINGS)}   # rne 0, rz 1, stochastic 2
 LANES = (1, 2, 4, 8, 16)
@@ -95,3 +96,20 @@ def config_layout() -> data.StructLayout:
 def fields_layout(p: HwParams) -> data.StructLayout:
     """One value's container fields at the hardware's maximum widths (format.md 3)."""
     return data.StructLayout({"man": max(p.max_man_bits, 1), "code": p.max_exp_bits, "sign": 1})
+
+
+def params_from_dict(d: dict) -> HwParams:
+    """HwParams from a JSON object of its fields; ValueError naming the bad field."""
+    if not isinstance(d, dict):
+        raise ValueError("the configuration must be a JSON object of HwParams fields")
+    fields = {f.name: f for f in dataclasses.fields(HwParams)}
+    unknown = sorted(set(d) - set(fields))
+    if unknown:
+        raise ValueError(f"unknown field {unknown[0]!r} (fields: {', '.join(fields)})")
+    kinds = {"source": str, "lanes": int, "word": int, "block": int, "max_man_bits": (int, type(None)),
+             "max_exp_bits": int, "stochastic": bool, "gecko": bool, "group": int}
+    for k, v in d.items():
+        want = kinds.get(k)
+        if want is not None and (not isinstance(v, want) or (want is int and isinstance(v, bool))):
+            raise ValueError(f"field {k!r}: {v!r} has the wrong type")
+    return HwParams(**d)

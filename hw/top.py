@@ -45,7 +45,11 @@ from .params import HwParams, config_layout
 from .unpacker import Unpacker
 from .wordpack import LEN_WIDTH
 
-__all__ = ["PackerTop", "UnpackerTop", "generate_verilog", "PACKER_MODULE", "UNPACKER_MODULE"]
+__all__ = ["PackerTop", "UnpackerTop", "generate_verilog", "PACKER_MODULE", "UNPACKER_MODULE", "LINT_WAIVERS"]
+
+#: ``verilator --lint-only -Wall`` waivers for the generated Verilog (see the module docstring).
+LINT_WAIVERS = ("-Wno-WIDTHEXPAND", "-Wno-WIDTHTRUNC", "-Wno-CASEINCOMPLETE", "-Wno-PROCASSINIT",
+                "-Wno-UNUSEDSIGNAL", "-Wno-DECLFILENAME")
 
 PACKER_MODULE = "sfp_packer"
 UNPACKER_MODULE = "sfp_unpacker"

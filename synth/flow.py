@@ -15,7 +15,7 @@ from typing import Callable
 
 from amaranth.back import verilog
 
-from hw.params import HwParams
+from hw.params import params_from_dict, HwParams
 
 from .pnr import DEVICES, place_and_route
 from .tools import ToolError, tool_version, yosys
@@ -32,21 +32,6 @@ ICE40_LC = 7680
 SUMMABLE = ("lut", "ff", "carry", "bram", "dsp", "lutram", "srl", "mux", "cells", "transistors", "kge", "area_um2")
 
 
-def params_from_dict(d: dict) -> HwParams:
-    """HwParams from a JSON object of its fields; ValueError naming the bad field."""
-    if not isinstance(d, dict):
-        raise ValueError("the configuration must be a JSON object of HwParams fields")
-    fields = {f.name: f for f in dataclasses.fields(HwParams)}
-    unknown = sorted(set(d) - set(fields))
-    if unknown:
-        raise ValueError(f"unknown field {unknown[0]!r} (fields: {', '.join(fields)})")
-    kinds = {"source": str, "lanes": int, "word": int, "block": int, "max_man_bits": (int, type(None)),
-             "max_exp_bits": int, "stochastic": bool, "gecko": bool, "group": int}
-    for k, v in d.items():
-        want = kinds.get(k)
-        if want is not None and (not isinstance(v, want) or (want is int and isinstance(v, bool))):
-            raise ValueError(f"field {k!r}: {v!r} has the wrong type")
-    return HwParams(**d)
 
 
 def config_tag(p: HwParams) -> str:

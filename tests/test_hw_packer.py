@@ -440,10 +440,7 @@ def test_throughput(p):
 
 # -- generated Verilog: lint and compile ----------------------------------------
 
-# Waivers for `verilator --lint-only -Wall` on the generated Verilog (see hw/top.py):
-# all are properties of Amaranth/Yosys output, not of the design.
-LINT_WAIVERS = ("-Wno-WIDTHEXPAND", "-Wno-WIDTHTRUNC", "-Wno-CASEINCOMPLETE", "-Wno-PROCASSINIT",
-                "-Wno-UNUSEDSIGNAL", "-Wno-DECLFILENAME")
+from hw.top import LINT_WAIVERS  # noqa: E402  (waivers explained in hw/top.py)
 
 
 def test_generated_verilog_lint(tmp_path):
