@@ -92,7 +92,8 @@ class Packer(wiring.Component):
 
     def __init__(self, p: HwParams):
         if p.gecko:
-            raise ValueError("Packer builds the non-Gecko layout only (HwParams.gecko must be False)")
+            from .gecko_common import check_gecko_params
+            check_gecko_params(p)             # ParamError: lanes 1/2/4/8, group, block % group
         self.p = p
         super().__init__({
             "s_axis": In(stream.Signature(value_beat_layout(p))),
@@ -111,7 +112,11 @@ class Packer(wiring.Component):
         n, vmax = p.lanes, p.max_value_bits
         bpb = p.block // n
 
-        m.submodules.words = wp = WordPacker(p)
+        if p.gecko:
+            from .gecko_pack import GeckoEncoder
+            m.submodules.words = wp = GeckoEncoder(p)
+        else:
+            m.submodules.words = wp = WordPacker(p)
         wiring.connect(m, wiring.flipped(self.m_axis), wp.words)
         wiring.connect(m, wiring.flipped(self.m_len), wp.lens)
         en = wp.i.ready                       # one enable for every stage
@@ -220,6 +225,18 @@ class Packer(wiring.Component):
                     m.d.sync += self.status.as_value().eq(flags)
                 with m.Else():
                     m.d.sync += self.status.as_value().eq(self.status.as_value() | flags)
+
+        if p.gecko:
+            # -- stage 2..: the Gecko encoder takes the registered fields --------
+            ib = wp.i.payload
+            m.d.comb += [
+                wp.i.valid.eq(s1_valid),
+                ib.fields.eq(s1_fields),
+                ib.count.eq(s1_count),
+                ib.last.eq(s1_last),
+                ib.cfg.eq(s1_cfg),
+            ]
+            return m
 
         # -- stage 2 input: records --------------------------------------------
         c = s1_cfg

@@ -41,7 +41,7 @@ from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
 from .packer import Packer
-from .params import HwParams, config_layout
+from .params import HwParams, ParamError, config_layout
 from .unpacker import Unpacker
 from .wordpack import LEN_WIDTH
 
@@ -61,7 +61,7 @@ _CFG_DOC = {
     "sign": "1: sign stored, 0: elided",
     "specials": "1: top code reserved for Inf/NaN",
     "rounding": "0 rne, 1 rz, 2 stochastic",
-    "gecko": "Gecko exponent coding (not built: a tensor asking for it is refused)",
+    "gecko": "Gecko exponent coding (format.md 5; refused unless the hardware is built with gecko)",
     "seed": "stochastic-rounding seed",
     "length": "values in the tensor (unpacker only; the packer ends a tensor on tlast)",
 }
@@ -130,9 +130,12 @@ class UnpackerTop(wiring.Component):
     def __init__(self, p: HwParams):
         self.p = p
         n, sw = p.lanes, p.src.width
+        s_len = {"s_len_tdata": In(LEN_WIDTH), "s_len_tlast": In(1),
+                 "s_len_tvalid": In(1), "s_len_tready": Out(1)} if p.gecko else {}
         super().__init__({
             "s_axis_tdata": In(p.word), "s_axis_tlast": In(1),
             "s_axis_tvalid": In(1), "s_axis_tready": Out(1),
+            **s_len,
             "m_axis_tdata": Out(n * sw), "m_axis_tkeep": Out(n), "m_axis_tlast": Out(1),
             "m_axis_tvalid": Out(1), "m_axis_tready": In(1),
             **_cfg_members(),
@@ -155,6 +158,14 @@ class UnpackerTop(wiring.Component):
             ma.ready.eq(self.m_axis_tready),
             self.status_unsupported.eq(core.status.unsupported),
         ]
+        if self.p.gecko:
+            sl = core.s_len
+            m.d.comb += [
+                sl.payload.data.eq(self.s_len_tdata),
+                sl.payload.last.eq(self.s_len_tlast),
+                sl.valid.eq(self.s_len_tvalid),
+                self.s_len_tready.eq(sl.ready),
+            ]
         _connect_cfg(m, self, core.cfg)
         return m
 
@@ -169,6 +180,11 @@ _DOC = {
     "m_len_tlast": "the tensor's last block",
     "m_len_tvalid": "block length valid",
     "m_len_tready": "block length accepted",
+    "s_len_tdata": "block index entry L_b (words of one block), every tensor's, in order: "
+                   "the packer's m_len stream (Gecko builds only)",
+    "s_len_tlast": "the tensor's last block (not used: the count is ceil(cfg_length / block))",
+    "s_len_tvalid": "block length valid",
+    "s_len_tready": "block length accepted",
 }
 
 
@@ -237,10 +253,15 @@ def main(argv=None) -> int:
     ap.add_argument("--max-man-bits", type=int, default=None)
     ap.add_argument("--max-exp-bits", type=int, default=8)
     ap.add_argument("--no-stochastic", action="store_true")
+    ap.add_argument("--gecko", action="store_true", help="build the Gecko encoder/decoder (lanes 1, 2, 4 or 8)")
+    ap.add_argument("--group", type=int, default=32, help="Gecko group size G (fixed at elaboration)")
     a = ap.parse_args(argv)
-    p = HwParams(source=a.source, lanes=a.lanes, word=a.word, block=a.block, max_man_bits=a.max_man_bits,
-                 max_exp_bits=a.max_exp_bits, stochastic=not a.no_stochastic)
-    generate_verilog(p, a.outdir)
+    try:
+        p = HwParams(source=a.source, lanes=a.lanes, word=a.word, block=a.block, max_man_bits=a.max_man_bits,
+                     max_exp_bits=a.max_exp_bits, stochastic=not a.no_stochastic, gecko=a.gecko, group=a.group)
+        generate_verilog(p, a.outdir)
+    except ParamError as e:
+        ap.error(str(e))
     print(f"wrote {a.outdir}/{PACKER_MODULE}.v, {UNPACKER_MODULE}.v, sfp_manifest.json")
     return 0
 

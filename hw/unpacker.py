@@ -8,13 +8,13 @@ source bit patterns (format.md 3.7).  The output is exactly
 
 from __future__ import annotations
 
-from amaranth import Module
+from amaranth import Cat, Module, Mux, Signal
 from amaranth.lib import data, fifo, stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from .packer import value_beat_layout
 from .params import HwParams, config_layout
-from .wordpack import word_layout
+from .wordpack import len_layout, word_layout
 from .wordunpack import WordUnpacker
 
 __all__ = ["Unpacker", "unpacker_status_layout"]
@@ -62,15 +62,18 @@ class Unpacker(wiring.Component):
     """
 
     def __init__(self, p: HwParams):
-        if p.gecko:
-            raise ValueError("Unpacker reads the non-Gecko layout only (HwParams.gecko must be False)")
-        self.p = p
-        super().__init__({
+        members = {
             "s_axis": In(stream.Signature(word_layout(p))),
             "cfg": In(config_layout()),
             "m_axis": Out(stream.Signature(value_beat_layout(p))),
             "status": Out(unpacker_status_layout()),
-        })
+        }
+        if p.gecko:
+            from .gecko_common import check_gecko_params
+            check_gecko_params(p)             # ParamError: lanes 1/2/4/8, group, block % group
+            members["s_len"] = In(stream.Signature(len_layout()))
+        self.p = p
+        super().__init__(members)
 
     def elaborate(self, platform):
         from .lane import Dequantizer, cfg_supported
@@ -80,13 +83,16 @@ class Unpacker(wiring.Component):
         n = p.lanes
         layout = value_beat_layout(p)
 
-        m.submodules.words = wu = WordUnpacker(p)
-        wiring.connect(m, wiring.flipped(self.s_axis), wu.i)
-        m.d.comb += [
-            wu.cfg.eq(self.cfg),
-            wu.cfg_ok.eq(cfg_supported(p, self.cfg)),
-            self.status.unsupported.eq(wu.unsupported),
-        ]
+        if p.gecko:
+            wu = self._gecko_front(m)
+        else:
+            m.submodules.words = wu = WordUnpacker(p)
+            wiring.connect(m, wiring.flipped(self.s_axis), wu.i)
+            m.d.comb += [
+                wu.cfg.eq(self.cfg),
+                wu.cfg_ok.eq(cfg_supported(p, self.cfg)),
+                self.status.unsupported.eq(wu.unsupported),
+            ]
 
         m.submodules.ofifo = ofifo = fifo.SyncFIFO(width=layout.size, depth=2)
         out = data.View(layout, ofifo.w_data)
@@ -108,3 +114,64 @@ class Unpacker(wiring.Component):
             ofifo.r_en.eq(self.m_axis.ready),
         ]
         return m
+
+    def _gecko_front(self, m: Module):
+        """The :class:`GeckoDecoder`, with the refusal and the block-index routing in front of it."""
+        from .gecko_unpack import GeckoDecoder
+        from .lane import cfg_supported
+
+        p = self.p
+        lg_b = p.block.bit_length() - 1
+        m.submodules.words = dec = GeckoDecoder(p)
+        m.d.comb += dec.cfg.eq(self.cfg)
+
+        # -- words: pass a supported tensor to the decoder, drop a refused one ----
+        sa = self.s_axis
+        in_tensor = Signal()                  # a tensor's first word has been accepted
+        dropping = Signal()                   # ... and it is refused
+        first = ~in_tensor
+        ok = Signal()
+        m.d.comb += ok.eq(cfg_supported(p, self.cfg))
+        drop_now = Mux(first, ~ok, dropping)
+
+        # Per tensor (pushed with its first word): how many block-index
+        # entries it has on s_len, and whether they go to the decoder
+        # (Gecko on and supported) or are dropped.
+        m.submodules.route_q = rq = fifo.SyncFIFO(width=34, depth=4)
+        nblk = Signal(33)
+        m.d.comb += nblk.eq((self.cfg.length + (p.block - 1)) >> lg_b)
+        hold = first & ~rq.w_rdy              # no room to note a new tensor
+        m.d.comb += [
+            dec.i.payload.eq(sa.payload),
+            dec.i.valid.eq(sa.valid & ~drop_now & ~hold),
+            sa.ready.eq(~hold & (drop_now | dec.i.ready)),
+        ]
+        fire = sa.valid & sa.ready
+        m.d.comb += [
+            rq.w_en.eq(fire & first),
+            rq.w_data.eq(Cat(nblk, ok & self.cfg.gecko)),
+        ]
+        with m.If(fire):
+            m.d.sync += in_tensor.eq(~sa.payload.last)
+            with m.If(first):
+                m.d.sync += [dropping.eq(~ok), self.status.unsupported.eq(~ok)]
+
+        # -- block index: route each tensor's entries to the decoder or drop them --
+        rem = Signal(33)                      # entries left of the head tensor
+        to_dec = Signal()
+        active = Signal()
+        sl = self.s_len
+        m.d.comb += rq.r_en.eq(~active)
+        with m.If(~active & rq.r_rdy):
+            m.d.sync += [rem.eq(rq.r_data[:33]), to_dec.eq(rq.r_data[33]), active.eq(rq.r_data[:33] != 0)]
+        m.d.comb += dec.lens.payload.eq(sl.payload)
+        with m.If(active):
+            with m.If(to_dec):
+                m.d.comb += [dec.lens.valid.eq(sl.valid), sl.ready.eq(dec.lens.ready)]
+            with m.Else():
+                m.d.comb += sl.ready.eq(1)
+            with m.If(sl.valid & sl.ready):
+                m.d.sync += rem.eq(rem - 1)
+                with m.If(rem == 1):
+                    m.d.sync += active.eq(0)
+        return dec

@@ -19,7 +19,7 @@ from model.quantize import as_bits, quantize, to_fields
 
 __all__ = [
     "Case", "make_case", "cfg_value", "records", "payload_words", "beats_of",
-    "adversarial_bits", "real_tensor_bits", "ROUNDING_CODE",
+    "adversarial_bits", "gecko_adversarial_bits", "real_tensor_bits", "ROUNDING_CODE",
 ]
 
 ROUNDING_CODE = {"rne": 0, "rz": 1, "stochastic": 2}
@@ -130,6 +130,70 @@ def adversarial_bits(source: str, rng: np.random.Generator, n: int | None = None
     if n is not None:
         arr = np.resize(arr, n)
     return arr
+
+
+GECKO_KINDS = ("equal", "zero_group", "alternating", "scattered_zeros", "outlier", "geo_k0", "geo_k1", "geo_k2",
+               "uniform", "escapes", "escape_slice")
+
+
+def gecko_adversarial_bits(rng: np.random.Generator, n: int, s: Settings, kinds=GECKO_KINDS) -> np.ndarray:
+    """Source bit patterns whose exponent codes (under ``s``, an int ``exp_base``) stress Gecko group by group.
+
+    Each group of ``s.group`` values gets one pattern: all codes equal,
+    all zero (b = 0), alternating extremes, zeros scattered among large
+    codes (z flag), one outlier per group, geometric below the maximum (Rice
+    k = 0, 1, 2), uniform (raw mode; blocks of it fall back to plain),
+    escapes far below the maximum, a whole slice of escapes.  Codes above
+    the window's finite range become Inf (specials kept) or the largest
+    finite exponent; code 0 is a zero or a subnormal.  Mantissas are exact
+    in ``m`` bits (no rounding carry), signs random when stored.
+    """
+    assert s.exp_base != "auto"
+    src = s.src
+    e, m, G = s.exp_bits, s.man_bits, s.group
+    top = (1 << e) - 1
+    cmax = top - 1 if s.specials else top
+    cfin = min(cmax, src.max_finite_exp - int(s.exp_base))
+    codes = np.zeros(n, np.int64)
+    for g0 in range(0, n, G):
+        g = min(G, n - g0)
+        kind = kinds[int(rng.integers(0, len(kinds)))]
+        hi = int(rng.integers(1, top + 1))
+        if kind == "equal":
+            c = np.full(g, hi)
+        elif kind == "zero_group":
+            c = np.zeros(g, np.int64)
+        elif kind == "alternating":
+            c = np.where(np.arange(g) % 2 == 0, 0 if rng.random() < 0.5 else 1, top)
+        elif kind == "scattered_zeros":
+            c = np.where(rng.random(g) < 0.3, 0, top - rng.integers(0, 2, g))
+        elif kind == "outlier":
+            c = cfin - rng.integers(0, 2, g)
+            c[rng.integers(0, g)] = int(rng.integers(0, top + 1))
+        elif kind.startswith("geo_k"):
+            k = int(kind[-1])
+            hi = cfin - int(rng.integers(0, 2))
+            c = hi - np.minimum(rng.geometric(1 / (1.5 * (1 << k)), g) - 1, hi)
+            c = np.where(rng.random(g) < 0.1, 0, c)
+        elif kind == "uniform":
+            c = rng.integers(0, top + 1, g)
+        elif kind == "escapes":
+            c = np.where(rng.random(g) < 0.5, cfin, rng.integers(1, max(2, cfin - 20), g))
+        else:                                   # escape_slice
+            c = np.full(g, cfin)
+            s0 = 8 * int(rng.integers(0, -(-g // 8)))
+            c[s0:s0 + 8] = rng.integers(1, max(2, cfin - 16), min(8, g - s0)) if cfin > 17 else 0
+        codes[g0:g0 + g] = np.clip(c, 0, top)
+    sign = rng.integers(0, 2, n).astype(np.uint64) if s.sign else np.zeros(n, np.uint64)
+    man = (rng.integers(0, 1 << m, n) if m else np.zeros(n, np.int64)).astype(np.uint64) << np.uint64(src.man_width - m)
+    exp = np.where(codes == 0, 0, np.minimum(codes + int(s.exp_base), src.max_finite_exp))
+    if s.specials:
+        exp = np.where(codes > cfin, src.exp_all_ones, exp)
+        man = np.where(codes > cfin, np.uint64(0), man)            # Inf, not NaN
+    sub = (codes == 0) & (rng.random(n) < 0.3)                     # some subnormals among the zeros
+    man = np.where(codes == 0, np.where(sub, np.uint64(1), np.uint64(0)), man)
+    bits = (sign << np.uint64(src.width - 1)) | (exp.astype(np.uint64) << np.uint64(src.man_width)) | man
+    return bits.astype(np.uint32)
 
 
 def real_tensor_bits(source: str, keys_like: str, n: int, offset: int = 0) -> np.ndarray:
