@@ -165,7 +165,7 @@ def register(sub) -> None:
     s.add_argument("--freq", type=float, default=200.0, metavar="MHZ", help="clock constraint for --pnr (default 200)")
     s.add_argument("--liberty", metavar="FILE", help="map onto this standard-cell library: area from the library (generic target)")
     s.add_argument("--units", metavar="LIST", help="comma-separated units (default: packer,unpacker; also "
-                   "quantizer, dequantizer, prng, wordpacker, wordunpacker)")
+                   "quantizer, dequantizer, prng, wordpacker, wordunpacker, gecko_encoder, gecko_decoder)")
     s.add_argument("--json", action="store_true", help="machine-readable output on stdout")
     s.add_argument("--sweep", action="store_true", help="many configurations in parallel: table + PNG plot in --outdir")
     s.add_argument("--jobs", type=int, metavar="J", help="parallel jobs for --sweep (default: the number of cores)")

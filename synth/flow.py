@@ -124,6 +124,7 @@ def run_config(p: HwParams, target: str, outdir: str, *, pnr: bool = False, libe
     res = {"params": p.as_dict(), "target": target, "tool": tool_version(yosys()), "units": per_unit,
            "total": total_of(per_unit)}
     if p.gecko:
-        res["note"] = ("Gecko share = these figures minus the same configuration with gecko false "
-                       "(run both: the sweep does)")
+        res["note"] = ("Gecko's share: these figures minus the same configuration with gecko false; "
+                       "per block: gecko_encoder - wordpacker, gecko_decoder - wordunpacker "
+                       "(--units gecko_encoder,gecko_decoder,wordpacker,wordunpacker)")
     return res

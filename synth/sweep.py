@@ -107,7 +107,7 @@ def run_sweep(configs: list[dict], target: str, outdir: str, *, pnr: bool = Fals
         per = {n: results[(i, n)] for n in units(p, unit_names) if (i, n) in results}
         errs = {n: errors[(i, n)] for n in units(p, unit_names) if (i, n) in errors}
         rec = {"params": p.as_dict(), "tag": config_tag(p), "target": target, "tool": tool_version(yosys()),
-               "units": per, "total": total_of(per)}
+               "units": per, "total": {} if errs else total_of(per)}     # no total of a partial set
         if errs:
             rec["errors"] = errs
         out.append(rec)

@@ -94,8 +94,11 @@ def nextpnr(arch: str) -> str:
     raise ToolError(f"nextpnr-{arch} not found: pip install yowasp-nextpnr-{arch}")
 
 
-def run(cmd: list[str], log_path: str, cwd: str, timeout: float = 3600) -> str:
-    """Run ``cmd`` in ``cwd``, stdout+stderr to ``log_path``; the log text.  ToolError on failure."""
+def run(cmd: list[str], log_path: str, cwd: str, timeout: float = 3600, extra_logs: tuple[str, ...] = ()) -> str:
+    """Run ``cmd`` in ``cwd``, stdout+stderr to ``log_path``; the log text.  ToolError on failure.
+
+    ``extra_logs``: other files the tool logs to (e.g. Yosys ``-l``), searched for the error line too.
+    """
     try:
         with open(log_path, "w") as log:
             proc = subprocess.run(cmd, cwd=cwd, stdout=log, stderr=subprocess.STDOUT, timeout=timeout,
@@ -107,7 +110,14 @@ def run(cmd: list[str], log_path: str, cwd: str, timeout: float = 3600) -> str:
     with open(log_path, errors="replace") as f:
         text = f.read()
     if proc.returncode != 0:
-        errs = [ln.strip() for ln in text.splitlines() if "ERROR" in ln]
+        full = text
+        for extra in extra_logs:
+            try:
+                with open(extra, errors="replace") as f:
+                    full += f.read()
+            except OSError:
+                pass
+        errs = [ln.strip() for ln in full.splitlines() if "ERROR" in ln]
         why = errs[-1] if errs else f"exit status {proc.returncode}"
         raise ToolError(f"{os.path.basename(cmd[0])} failed: {why} (log: {log_path})")
     return text

@@ -42,6 +42,10 @@ _CATALOGUE = {
     "prng": ("hw.prng", "StochasticSource", "lanes"),
     "wordpacker": ("hw.wordpack", "WordPacker", "p"),
     "wordunpacker": ("hw.wordunpack", "WordUnpacker", "p"),
+    # Gecko: the encoder/decoder take the word packer's/unpacker's place when Gecko is built,
+    # so Gecko's share = gecko_encoder - wordpacker (+ gecko_decoder - wordunpacker).
+    "gecko_encoder": ("hw.gecko_pack", "GeckoEncoder", "p"),
+    "gecko_decoder": ("hw.gecko_unpack", "GeckoDecoder", "p"),
 }
 
 #: Reported by default when available; else the lanes (see :func:`units`).
