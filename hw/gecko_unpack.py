@@ -84,7 +84,7 @@ class GeckoDecoder(wiring.Component):
     ------------------
     * Input: a ring of ``RING`` words (registers; a word is taken when the
       ring is not full), a 2-entry queue of tensor settings pushed by each
-      tensor's first word, a 2-entry FIFO on ``lens``.
+      tensor's first word, a 3-entry FIFO on ``lens``.
     * D0, the loop: one slice (8 values) per clock from the bit pointer
       (ring slot, offset): the ``KW``-word window at the pointer (a
       ``KW*W``-bit funnel shift); the group header when the slice is its
@@ -210,7 +210,9 @@ class GeckoDecoder(wiring.Component):
         m.d.comb += q_push.eq(take & in_first)
         m.d.sync += [rp.eq(rp + pops), level.eq(level + take - pops)]
 
-        m.submodules.lfifo = lfifo = fifo.SyncFIFOBuffered(width=32, depth=2)
+        # depth 3, not 2: SyncFIFOBuffered(depth=2) has a 1-entry inner memory with a
+        # zero-width address, [-1:0] in the Verilog (verilator -Wall ASCRANGE).
+        m.submodules.lfifo = lfifo = fifo.SyncFIFOBuffered(width=32, depth=3)
         m.d.comb += [
             lfifo.w_data.eq(self.lens.payload.data),
             lfifo.w_en.eq(self.lens.valid),

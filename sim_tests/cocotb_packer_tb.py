@@ -115,7 +115,8 @@ class FlatSink:
 
 # Inputs of any of the tops, driven to 0 before reset: an undriven (X) valid or
 # ready would make the FIFO levels X in Icarus for ever.
-_INPUTS = ("s_axis_tvalid", "s_axis_tdata", "s_axis_tkeep", "s_axis_tlast", "m_axis_tready", "m_len_tready")
+_INPUTS = ("s_axis_tvalid", "s_axis_tdata", "s_axis_tkeep", "s_axis_tlast", "m_axis_tready", "m_len_tready",
+           "s_len_tvalid", "s_len_tdata", "s_len_tlast")
 
 
 async def start(dut, cycles=3):
@@ -196,6 +197,15 @@ class Tensors:
             if with_cfg:
                 b.update(cfg_ports(self.cfg(i) if k == 0 else JUNK_CFG))
             beats.append(b)
+        return beats
+
+    def len_beats(self, idx):
+        """The unpacker's ``s_len`` input (Gecko builds) for tensors ``idx``: every tensor's block index,
+        as the packer's ``m_len`` gives it (a refused tensor: ceil(length/B) junk entries, dropped)."""
+        beats = []
+        for i in idx:
+            ls = self.lens(i) if self.meta[i]["supported"] else [0xBAD] * len(self.lens(i))
+            beats += [{"s_len_tdata": L, "s_len_tlast": int(k == len(ls) - 1)} for k, L in enumerate(ls)]
         return beats
 
     def expected_words(self, idx):

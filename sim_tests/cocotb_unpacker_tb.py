@@ -1,7 +1,9 @@
 """cocotb tests of ``sfp_unpacker`` (hw.top.UnpackerTop) over the generated Verilog.
 
-Inputs are the golden model's images (``encode_image(...).payload``); the
-output must equal ``quantize(x, s, strict=False)``.  Helpers and data
+Inputs are the golden model's images (``encode_image(...).payload``) and,
+in Gecko builds, their block indexes on ``s_len`` (``.block_words``, every
+tensor's, with its own random stalls); the output must equal
+``quantize(x, s, strict=False)``.  Helpers and data
 conventions: :mod:`sim_tests.cocotb_packer_tb`.
 """
 
@@ -15,12 +17,21 @@ from sim_tests.cocotb_packer_tb import FlatDriver, FlatSink, Tensors, _bit, comp
 OUT = ["data", "keep", "last"]
 
 
+def start_lens(dut, T, cyc, idx, seed=0, idle_prob=0.0):
+    """Gecko builds: drive ``s_len`` with the tensors' block indexes in the background (the task, or None)."""
+    if not hasattr(dut, "s_len_tvalid"):
+        return None
+    drv = FlatDriver(dut, "s_len", dut.clk, cyc, seed=seed, idle_prob=idle_prob)
+    return cocotb.start_soon(drv.send(T.len_beats(idx)))
+
+
 @cocotb.test()
 async def stream_with_stalls(dut):
     """All tensors back to back (settings change every tensor, one refused), random stalls on both sides."""
     T = Tensors()
     cyc = await start(dut)
     idx = T.group("stream")
+    start_lens(dut, T, cyc, idx, seed=15, idle_prob=0.4)
     drv = FlatDriver(dut, "s_axis", dut.clk, cyc, seed=11, idle_prob=0.3)
     sink = FlatSink(dut, "m_axis", dut.clk, cyc, OUT, seed=12, ready_prob=0.6)
     for i in idx:
@@ -39,6 +50,7 @@ async def throughput(dut):
     T = Tensors()
     cyc = await start(dut)
     idx = T.group("throughput")
+    start_lens(dut, T, cyc, idx)
     drv = FlatDriver(dut, "s_axis", dut.clk, cyc)
     sink = FlatSink(dut, "m_axis", dut.clk, cyc, OUT)
     await drv.send([b for i in idx for b in T.word_beats(i)])
@@ -59,6 +71,7 @@ async def refused_and_flags(dut):
     drv = FlatDriver(dut, "s_axis", dut.clk, cyc)
     sink = FlatSink(dut, "m_axis", dut.clk, cyc, OUT, seed=13)
     idx = T.group("status")
+    start_lens(dut, T, cyc, idx, seed=16, idle_prob=0.3)
     for i in idx:
         await drv.send(T.word_beats(i))
         await ClockCycles(dut.clk, 12)
@@ -74,10 +87,15 @@ async def reset_mid_tensor(dut):
     a, b = T.group("reset")[:2]
     drv = FlatDriver(dut, "s_axis", dut.clk, cyc)
     sink = FlatSink(dut, "m_axis", dut.clk, cyc, OUT, seed=14, ready_prob=0.3)
+    lens = start_lens(dut, T, cyc, [a], seed=17, idle_prob=0.3)
     beats = T.word_beats(a)
     await drv.send(beats[:max(1, len(beats) // 2)])
+    if lens is not None:
+        lens.cancel()                      # its block index need not have been taken
+        dut.s_len_tvalid.value = 0
     await do_reset(dut)
     sink.clear()
+    start_lens(dut, T, cyc, [b], seed=18, idle_prob=0.3)
     await drv.send(T.word_beats(b))
     exp = T.expected_values([b])
     await sink.wait_for(len(exp))

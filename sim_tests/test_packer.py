@@ -34,7 +34,7 @@ from hw.params import HwParams, config_layout
 from hw.top import PackerTop, UnpackerTop
 from model.formats import Settings
 from sim_tests.harness import SIMULATORS, run_sim
-from sim_tests.packer_ref import adversarial_bits, make_case, real_tensor_bits
+from sim_tests.packer_ref import GECKO_KINDS, adversarial_bits, gecko_adversarial_bits, make_case, real_tensor_bits
 
 CONFIGS = {
     "bf16_n8_w128": HwParams(source="bf16", lanes=8, word=128, block=256),     # the default
@@ -42,6 +42,9 @@ CONFIGS = {
     "bf16_n4_w256": HwParams(source="bf16", lanes=4, word=256, block=128),
     "fp32_n4_w128": HwParams(source="fp32", lanes=4, word=128, block=256),
     "fp32_n2_w64": HwParams(source="fp32", lanes=2, word=64, block=32, max_man_bits=16, max_exp_bits=6),
+    # Gecko builds (GeckoEncoder / GeckoDecoder behind the same ports, plus the unpacker's s_len)
+    "bf16_n8_w128_gecko": HwParams(source="bf16", lanes=8, word=128, block=256, gecko=True),    # the default + Gecko
+    "fp32_n4_w128_gecko": HwParams(source="fp32", lanes=4, word=128, block=128, group=16, gecko=True),
 }
 
 if os.environ.get("SFP_SIM_CONFIG"):
@@ -57,6 +60,8 @@ def _settings(p: HwParams, **kw) -> Settings:
     kw.setdefault("man_bits", p.max_man_bits)
     kw["man_bits"] = min(kw["man_bits"], p.max_man_bits)
     kw["exp_bits"] = min(kw.get("exp_bits", p.max_exp_bits), p.max_exp_bits)
+    if p.gecko:
+        kw["group"] = p.group
     return Settings(source=p.source, block=p.block, word=p.word, **kw)
 
 
@@ -68,6 +73,8 @@ def _scale(p: HwParams, beats: int) -> int:
 @lru_cache(maxsize=None)
 def _stimulus(name: str):
     p = CONFIGS[name]
+    if p.gecko:
+        return _pack_stimulus(p, _gecko_tensors(p, np.random.default_rng(zlib.crc32(name.encode()))))
     rng = np.random.default_rng(zlib.crc32(name.encode()))   # same stimulus in every process
     src = p.src
     B, N = p.block, p.lanes
@@ -124,6 +131,91 @@ def _stimulus(name: str):
     add(adversarial_bits(p.source, rng, odd(2)), ["reset"])
     add(real_tensor_bits(p.source, "epoch03/weight/fc2.weight", odd(1)), ["reset"], man_bits=3, exp_bits=5)
 
+    return _pack_stimulus(p, tensors)
+
+
+def _gecko_tensors(p: HwParams, rng):
+    """Stimulus of a Gecko build: Gecko on and off back to back, settings changing at every tensor.
+
+    Real training tensors (ReLU zeros, gradients, weights), the Gecko stress
+    patterns of :func:`gecko_adversarial_bits` (all codes equal, b = 0 groups,
+    alternating extremes, zeros among large codes, one outlier per group,
+    Rice k = 0/1/2, uniform codes -> raw mode and plain-fallback blocks,
+    escapes, a slice of escapes) at several code widths e, the generic
+    adversarial values (specials, subnormals, ties) with Gecko on, a tiny
+    tensor, a refused Gecko tensor.
+    """
+    src = p.src
+    B, N = p.block, p.lanes
+    tensors = []
+
+    def add(bits, groups, cfg_override=None, **kw):
+        c = make_case(bits, _settings(p, **kw))
+        if cfg_override:
+            c.supported = False
+        tensors.append((c, groups, cfg_override))
+
+    def gk(n, kinds=GECKO_KINDS, **kw):
+        return gecko_adversarial_bits(rng, n, _settings(p, **kw), kinds)
+
+    odd = lambda k: k * B + 3 * N // 2 + 5
+    add(real_tensor_bits(p.source, "epoch10/weight/conv2.weight", odd(2)), ["stream"], gecko=True)
+    add(real_tensor_bits(p.source, "epoch10/act/relu1.out", odd(1) + 7, 900), ["stream"],
+        man_bits=3, exp_bits=4, sign=False, gecko=True)
+    g1 = dict(exp_base=0, gecko=True)
+    add(gk(odd(4), **g1), ["stream"], **g1)
+    add(real_tensor_bits(p.source, "epoch10/grad/fc1.weight", odd(2) + 1), ["stream"],
+        man_bits=2, exp_bits=5, rounding="stochastic", seed=0x1234567)                         # Gecko off
+    g2 = dict(man_bits=1, exp_bits=4, exp_base=120, specials=False, rounding="rz", gecko=True)
+    add(gk(odd(2) + 9, **g2), ["stream"], **g2)
+    add(adversarial_bits(p.source, rng, odd(1)), ["stream"], cfg_override={"exp_bits": 1}, gecko=True)  # refused
+    g3 = dict(man_bits=5, exp_bits=6, exp_base=100, rounding="stochastic", seed=0xFFFFFFFF, gecko=True)
+    add(gk(odd(2) + 1, **g3), ["stream"], **g3)
+    add(gk(3, exp_base=126, man_bits=0, exp_bits=2, gecko=True), ["stream"],
+        man_bits=0, exp_bits=2, exp_base=126, gecko=True)                                      # tiny
+    add(adversarial_bits(p.source, rng, odd(1) + 4), ["stream"], exp_base=0, gecko=True)      # specials, ties
+    g4 = dict(man_bits=0, exp_bits=3, exp_base=125, sign=False, gecko=True)
+    add(gk(odd(1) + 2, **g4), ["stream"], **g4)
+    g5 = dict(man_bits=4, exp_bits=8, exp_base=0, gecko=True)
+    add(gk(odd(2), kinds=("uniform",), **g5), ["stream"], **g5)                                # plain fallback
+    add(real_tensor_bits(p.source, "epoch01/grad/conv2.out", odd(1) + 1), ["stream"], man_bits=6, exp_bits=5,
+        gecko=True)
+
+    nt = _scale(p, 700)
+    add(real_tensor_bits(p.source, "epoch10/act/conv2.out", nt + 3), ["throughput"], gecko=True)
+    add(real_tensor_bits(p.source, "epoch10/grad/conv2.out", nt + 1), ["throughput"], man_bits=2, exp_bits=4,
+        rounding="stochastic", seed=99, gecko=True)
+    add(gk(nt, **g1), ["throughput"], **g1)
+    add(real_tensor_bits(p.source, "epoch10/weight/fc1.weight", nt + 5), ["throughput"], man_bits=4,
+        exp_bits=6, specials=False)                                                          # Gecko off
+
+    one = 0x3F80 if p.source == "bf16" else 0x3F800000
+    sgn = src.sign_mask
+    inf = src.exp_all_ones << src.man_width
+    add(np.array([one, one | sgn, one, 0], np.uint32), ["status"], sign=False, gecko=True)
+    add(np.array([one, one, one], np.uint32), ["status"], gecko=True)
+    add(np.array([one, inf, one, src.qnan], np.uint32), ["status"], specials=False, gecko=True)
+    add(adversarial_bits(p.source, rng, 2 * B + 3), ["status"], cfg_override={"exp_bits": 1}, gecko=True)
+    add(np.array([one | sgn, one], np.uint32), ["status"])
+
+    add(gk(odd(2), **g1), ["reset"], **g1)
+    add(real_tensor_bits(p.source, "epoch03/weight/fc2.weight", odd(1)), ["reset"], man_bits=3, exp_bits=5,
+        gecko=True)
+
+    # the mix must reach every Gecko case the stimulus is meant to: coded and plain-fallback blocks
+    coded = plain = 0
+    for c, groups, override in tensors:
+        if override or not c.settings.gecko:
+            continue
+        for b, L in enumerate(c.lens):
+            pl = -(-min(B, c.n - b * B) * c.settings.value_bits // p.word)
+            coded += L < pl
+            plain += L == pl
+    assert coded and plain, (coded, plain)
+    return tensors
+
+
+def _pack_stimulus(p: HwParams, tensors):
     meta, data = [], {}
     for i, (c, groups, override) in enumerate(tensors):
         cfg = c.cfg()
@@ -168,6 +260,11 @@ class LoopbackTop(wiring.Component):
     unpacker top's ``m_axis_*``; the unpacker's cfg as ``u_cfg_*``; and the
     word handshake between them as outputs ``u_s_axis_tvalid/tready/tlast``
     so the testbench can switch ``u_cfg_*`` between tensors.
+
+    Gecko builds: the packer's ``m_len`` feeds the unpacker's ``s_len``; the
+    ``m_len_*`` ports then show that link (``m_len_tvalid`` is high when an
+    entry is transferred given ``m_len_tready``), and ``m_len_tready``
+    gates it, so the testbench's random ready stalls the block index too.
     """
 
     def __init__(self, p: HwParams):
@@ -190,10 +287,20 @@ class LoopbackTop(wiring.Component):
         m = Module()
         m.submodules.pk = pk = PackerTop(self.p)
         m.submodules.up = up = UnpackerTop(self.p)
-        for name in ("s_axis_tdata", "s_axis_tkeep", "s_axis_tlast", "s_axis_tvalid", "m_len_tready"):
+        for name in ("s_axis_tdata", "s_axis_tkeep", "s_axis_tlast", "s_axis_tvalid"):
             m.d.comb += getattr(pk, name).eq(getattr(self, name))
-        for name in ("s_axis_tready", "m_len_tdata", "m_len_tlast", "m_len_tvalid"):
+        for name in ("s_axis_tready", "m_len_tdata", "m_len_tlast"):
             m.d.comb += getattr(self, name).eq(getattr(pk, name))
+        if self.p.gecko:
+            m.d.comb += [
+                up.s_len_tdata.eq(pk.m_len_tdata),
+                up.s_len_tlast.eq(pk.m_len_tlast),
+                up.s_len_tvalid.eq(pk.m_len_tvalid & self.m_len_tready),
+                pk.m_len_tready.eq(up.s_len_tready & self.m_len_tready),
+                self.m_len_tvalid.eq(pk.m_len_tvalid & up.s_len_tready),
+            ]
+        else:
+            m.d.comb += [pk.m_len_tready.eq(self.m_len_tready), self.m_len_tvalid.eq(pk.m_len_tvalid)]
         for name in ("m_axis_tdata", "m_axis_tkeep", "m_axis_tlast", "m_axis_tvalid"):
             m.d.comb += getattr(self, name).eq(getattr(up, name))
         m.d.comb += [
@@ -212,7 +319,7 @@ class LoopbackTop(wiring.Component):
         return m
 
 
-LOOPBACK_CONFIGS = ["bf16_n8_w128", "fp32_n2_w64"]
+LOOPBACK_CONFIGS = [n for n in ("bf16_n8_w128", "fp32_n2_w64", "bf16_n8_w128_gecko") if n in CONFIGS] or list(CONFIGS)
 
 
 @pytest.mark.parametrize("simulator", SIMULATORS)

@@ -438,12 +438,259 @@ def test_throughput(p):
     assert span == len(beats), f"unpacker: {len(beats)} beats over {span} cycles"
 
 
+# -- Gecko builds (HwParams.gecko): GeckoEncoder / GeckoDecoder behind the same ports ----------
+
+GK_CONFIGS = [
+    HwParams(source="bf16", lanes=8, word=128, block=64, group=32, gecko=True),
+    HwParams(source="fp32", lanes=4, word=128, block=32, group=8, gecko=True),
+    HwParams(source="bf16", lanes=2, word=64, block=16, group=8, gecko=True, max_man_bits=5, max_exp_bits=6),
+]
+
+# (gecko, settings): Gecko on and off back to back, settings changing at every tensor
+GK_SETTINGS = [
+    (True, dict(exp_base=0)),
+    (True, dict(man_bits=3, exp_bits=4, exp_base=120, rounding="stochastic", seed=77)),
+    (False, dict(man_bits=2, exp_bits=3, exp_base=124, sign=False)),
+    (True, dict(man_bits=0, exp_bits=3, exp_base=125, specials=False)),
+    (True, dict(man_bits=5, exp_bits=5, exp_base=110, rounding="rz")),
+    (False, dict(exp_base=0)),
+    (True, dict(man_bits=1, exp_bits=6, exp_base=90, sign=False)),
+]
+
+
+def _gk_settings(p: HwParams, gecko: bool, kw: dict) -> Settings:
+    return _settings(p, kw).with_(gecko=gecko, group=p.group)
+
+
+def _gk_cases(p, rng):
+    """Gecko stress patterns and real tensors, Gecko on/off, a refused (Gecko) tensor, odd lengths."""
+    from sim_tests.packer_ref import gecko_adversarial_bits, real_tensor_bits
+
+    cases = []
+    for i, (gk, kw) in enumerate(GK_SETTINGS):
+        s = _gk_settings(p, gk, kw)
+        n = int(rng.integers(1, 3 * p.block + 5)) if i % 3 else 3 * p.block + 2 * p.group + 3
+        cases.append(make_case(gecko_adversarial_bits(rng, n, s), s))
+        if i == 2:
+            bad = make_case(adversarial_bits(p.source, rng, 2 * p.block + 1), _gk_settings(p, True, {}))
+            bad.supported = False
+            cases.append(bad)
+    s = _gk_settings(p, True, dict(man_bits=min(3, p.max_man_bits), exp_bits=min(5, p.max_exp_bits)))
+    cases.append(make_case(real_tensor_bits(p.source, "epoch10/act/relu1.out", 2 * p.block + 7), s))
+    cases.append(make_case(real_tensor_bits(p.source, "epoch10/grad/fc1.weight", 2 * p.block + 1),
+                           _gk_settings(p, True, {})))
+    assert any(c.supported and c.settings.gecko and any(
+        L == -(-min(p.block, c.n - b * p.block) * c.settings.value_bits // p.word)
+        for b, L in enumerate(c.lens)) for c in cases), "no block fell back to plain"
+    return cases
+
+
+def _len_entries(cases):
+    """What s_len carries: every tensor's block index (a refused tensor's: ceil(n/B) junk entries)."""
+    out = []
+    for c in cases:
+        ls = c.lens if c.supported else [0xABCDE] * len(c.lens)
+        out += [{"data": int(L), "last": int(k == len(ls) - 1)} for k, L in enumerate(ls)]
+    return out
+
+
+def len_driver(strm, entries, rng, idle_prob=0.0):
+    async def run(ctx):
+        await send(ctx, strm, entries, rng, idle_prob)
+    return run
+
+
+def test_gecko_lanes_refused():
+    from hw.packer import Packer
+    from hw.params import ParamError
+    from hw.top import generate_verilog
+    from hw.unpacker import Unpacker
+
+    p = HwParams(source="bf16", lanes=16, word=512, gecko=True)
+    for cls in (Packer, Unpacker):
+        with pytest.raises(ParamError, match="1, 2, 4 or 8 lanes"):
+            cls(p)
+    with pytest.raises(ParamError, match="1, 2, 4 or 8 lanes"):
+        generate_verilog(p, "/nonexistent/never-written")
+
+
+@pytest.mark.parametrize("p", GK_CONFIGS, ids=_pid)
+@pytest.mark.parametrize("stall", [False, True])
+def test_packer_gecko(p, stall):
+    """Integrated Packer with Gecko: words == encode_image(...).payload, lengths == block_words."""
+    from hw.packer import Packer
+
+    rng = np.random.default_rng(p.lanes + p.word + 1)
+    cases = _gk_cases(p, rng)
+    dut = Packer(p)
+    words, lens, cycles = [], [], []
+
+    async def tb(ctx):
+        await send_tensors(ctx, dut, cases, random.Random(17), 0.3 if stall else 0.0, _unsup_cfg,
+                           lambda c: value_beats(c, p.lanes), cycles)
+        for _ in range(60 + p.block):
+            await ctx.tick()
+        st = ctx.get(dut.status)
+        assert (st.negative, st.special, st.unsupported) == (cases[-1].neg, cases[-1].special, 0)
+
+    run_sim(dut, tb, collectors=[
+        collector(dut.m_axis, words, random.Random(18), 0.5 if stall else 1.0),
+        collector(dut.m_len, lens, random.Random(19), 0.4 if stall else 1.0),
+    ])
+    got = [(int(w.data), int(w.last)) for w in words]
+    exp = expected_stream(cases, "words")
+    for k, (g, e) in enumerate(zip(got, exp)):
+        assert g == e, f"word {k}: got {g[0]:#x} last={g[1]}, expected {e[0]:#x} last={e[1]}"
+    assert len(got) == len(exp)
+    assert [(int(x.data), int(x.last)) for x in lens] == expected_stream(cases, "lens")
+    nb, nc = cycles[0]
+    # Not one beat per clock here: short tensors hold a bank for its analysis and
+    # emission (~B/4 clocks) after one beat of fill (GeckoEncoder); see test_gecko_throughput.
+    print(f"{len(got)} words, {len(lens)} blocks, beats/cycles {nb}/{nc}")
+
+
+@pytest.mark.parametrize("p", GK_CONFIGS, ids=_pid)
+@pytest.mark.parametrize("stall", [False, True])
+def test_unpacker_gecko(p, stall):
+    """Integrated Unpacker with Gecko: words + s_len (the packer's lengths) in, quantize(x) out."""
+    from hw.unpacker import Unpacker
+
+    rng = np.random.default_rng(p.lanes * 5 + p.word)
+    cases = _gk_cases(p, rng)
+    dut = Unpacker(p)
+    beats, times = [], []
+
+    def word_beats(c):
+        if not c.supported:
+            return [{"data": 0x1234, "last": 0}, {"data": 0x5678, "last": 1}]
+        return _word_beats(c)
+
+    async def tb(ctx):
+        await send_tensors(ctx, dut, cases, random.Random(21), 0.3 if stall else 0.0, _unsup_cfg, word_beats)
+        for _ in range(100 + p.block):
+            await ctx.tick()
+        assert ctx.get(dut.status.unsupported) == 0
+        assert not ctx.get(dut.s_len.valid) or not ctx.get(dut.s_len.ready)
+
+    run_sim(dut, tb, collectors=[
+        collector(dut.m_axis, beats, random.Random(22), 0.5 if stall else 1.0, times=times),
+        len_driver(dut.s_len, _len_entries(cases), random.Random(23), 0.5 if stall else 0.0),
+    ])
+    k = 0
+    for c in cases:
+        if not c.supported:
+            continue
+        for t in range(0, c.n, p.lanes):
+            b = beats[k]
+            k += 1
+            cnt = min(p.lanes, c.n - t)
+            assert (int(b.last), int(b.keep)) == (int(t + p.lanes >= c.n), (1 << cnt) - 1), f"beat {k - 1}"
+            got = [int(b.data[j]) for j in range(p.lanes)]
+            exp = [int(v) for v in c.out[t:t + cnt]] + [0] * (p.lanes - cnt)
+            assert got == exp, f"values {t}..: got {[hex(v) for v in got]}, expected {[hex(v) for v in exp]}"
+    assert k == len(beats)
+
+
+def test_gecko_refusal_status():
+    """Gecko build: a refused tensor drops its words and its block-index entries; the next decodes exactly."""
+    from hw.unpacker import Unpacker
+
+    p = GK_CONFIGS[0]
+    rng = np.random.default_rng(5)
+    from sim_tests.packer_ref import gecko_adversarial_bits
+
+    s = _gk_settings(p, True, dict(exp_base=0))
+    good = make_case(gecko_adversarial_bits(rng, 2 * p.block + 9, s), s)
+    bad = make_case(adversarial_bits(p.source, rng, 3 * p.block + 1), s)
+    bad.supported = False
+    seq = [(bad, 1), (good, 0), (bad, 1), (bad, 1), (good, 0)]
+    dut = Unpacker(p)
+    beats = []
+
+    def word_beats(c):
+        if not c.supported:
+            return [{"data": 0x1234, "last": 0}, {"data": 0x5678, "last": 1}]
+        return _word_beats(c)
+
+    async def tb(ctx):
+        for c, flag in seq:
+            await send_tensors(ctx, dut, [c], None, 0.0, _unsup_cfg, word_beats)
+            for _ in range(20 + p.block // 4):
+                await ctx.tick()
+            assert ctx.get(dut.status.unsupported) == flag
+
+    run_sim(dut, tb, collectors=[collector(dut.m_axis, beats, random.Random(1)),
+                                 len_driver(dut.s_len, _len_entries([c for c, _ in seq]), random.Random(2))])
+    assert len(beats) == 2 * -(-good.n // p.lanes)
+    got = [int(b.data[j]) for b in beats for j in range(p.lanes)]
+    exp = []
+    for _ in range(2):
+        exp += [int(v) for v in good.out] + [0] * (-good.n % p.lanes)
+    assert got == exp
+
+
+@pytest.mark.parametrize("p", GK_CONFIGS[:2], ids=_pid)
+def test_gecko_throughput(p):
+    """Gecko on, long tensors back to back, no stalls: packer and unpacker at one beat per clock."""
+    from hw.packer import Packer
+    from hw.unpacker import Unpacker
+    from sim_tests.packer_ref import real_tensor_bits
+
+    rng = np.random.default_rng(31)
+    from sim_tests.packer_ref import gecko_adversarial_bits
+
+    nt = 24 * p.block + 3
+    s1 = _gk_settings(p, True, dict(exp_base=0))
+    s2 = _gk_settings(p, True, dict(man_bits=2, exp_bits=4))
+    s3 = _gk_settings(p, False, dict(man_bits=4, exp_bits=5))
+    cases = [make_case(real_tensor_bits(p.source, "epoch10/act/conv2.out", nt), s1),
+             make_case(gecko_adversarial_bits(rng, nt, s1), s1),
+             make_case(real_tensor_bits(p.source, "epoch10/grad/conv2.out", nt), s2),
+             make_case(real_tensor_bits(p.source, "epoch10/weight/fc1.weight", nt), s3)]
+    dut = Packer(p)
+    words, cycles = [], []
+
+    async def tb(ctx):
+        await send_tensors(ctx, dut, cases, None, 0.0, _unsup_cfg, lambda c: value_beats(c, p.lanes), cycles)
+        for _ in range(60 + p.block):
+            await ctx.tick()
+
+    run_sim(dut, tb, collectors=[collector(dut.m_axis, words, random.Random(1)),
+                                 collector(dut.m_len, [], random.Random(1))])
+    assert [(int(w.data), int(w.last)) for w in words] == expected_stream(cases, "words")
+    nb, nc = cycles[0]
+    print(f"packer gecko {_pid(p)}: {nb} beats / {nc} cycles = {nb / nc:.4f}")
+    assert nb / nc >= 0.99, f"packer: {nb} beats took {nc} cycles"
+
+    dut = Unpacker(p)
+    beats, times = [], []
+
+    async def tb2(ctx):
+        await send_tensors(ctx, dut, cases, None, 0.0, _unsup_cfg, _word_beats)
+        for _ in range(100):
+            await ctx.tick()
+
+    run_sim(dut, tb2, collectors=[collector(dut.m_axis, beats, random.Random(1), times=times),
+                                  len_driver(dut.s_len, _len_entries(cases), None)])
+    assert len(beats) == sum(-(-c.n // p.lanes) for c in cases)
+    got = [int(b.data[j]) for b in beats for j in range(p.lanes)]
+    exp = []
+    for c in cases:
+        exp += [int(v) for v in c.out] + [0] * (-c.n % p.lanes)
+    assert got == exp
+    span = times[-1] - times[0] + 1
+    print(f"unpacker gecko {_pid(p)}: {len(beats)} beats / {span} cycles = {len(beats) / span:.4f}")
+    assert len(beats) / span >= 0.99, f"unpacker: {len(beats)} beats over {span} cycles"
+
+
 # -- generated Verilog: lint and compile ----------------------------------------
 
 from hw.top import LINT_WAIVERS  # noqa: E402  (waivers explained in hw/top.py)
 
 
-def test_generated_verilog_lint(tmp_path):
+@pytest.mark.parametrize("p", [HwParams(), HwParams(gecko=True), HwParams(source="fp32", lanes=4, gecko=True)],
+                         ids=["bf16_n8", "bf16_n8_gecko", "fp32_n4_gecko"])
+def test_generated_verilog_lint(tmp_path, p):
     import json
     import shutil
     import subprocess
@@ -451,13 +698,15 @@ def test_generated_verilog_lint(tmp_path):
     from hw.top import generate_verilog
     from sim_tests.simenv import sim_env
 
-    p = HwParams()
     man = generate_verilog(p, tmp_path)
     assert set(man["modules"]) == {"sfp_packer", "sfp_unpacker"}
     assert json.loads((tmp_path / "sfp_manifest.json").read_text()) == man
     names = {q["name"] for q in man["modules"]["sfp_packer"]["ports"]}
     assert {"s_axis_tdata", "s_axis_tkeep", "m_axis_tdata", "m_len_tdata", "cfg_man_bits",
             "status_negative", "status_unsupported", "clk", "rst"} <= names
+    unames = {q["name"] for q in man["modules"]["sfp_unpacker"]["ports"]}
+    s_len = {"s_len_tdata", "s_len_tlast", "s_len_tvalid", "s_len_tready"}
+    assert (s_len <= unames) if p.gecko else not (s_len & unames)
     env = sim_env()
     for mod in ("sfp_packer", "sfp_unpacker"):
         v = tmp_path / f"{mod}.v"
