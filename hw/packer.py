@@ -3,7 +3,10 @@
 Quantizes each value to its container fields (:class:`hw.lane.Quantizer`,
 format.md 3), forms the ``S<<(e+m) | C<<m | Q`` records (format.md 4.2) and
 hands them to :class:`hw.wordpack.WordPacker`, which builds the words and
-the block index (format.md 4.1, 4.3).  Non-Gecko layout.
+the block index (format.md 4.1, 4.3).  Built with ``HwParams.gecko``, the
+fields go to :class:`hw.gecko_pack.GeckoEncoder` instead, which writes the
+Gecko layout with the block fallback (format.md 5) for tensors with
+``cfg.gecko = 1`` and the plain layout for the others.
 """
 
 from __future__ import annotations
@@ -32,14 +35,17 @@ def packer_status_layout() -> data.StructLayout:
 
 
 class Packer(wiring.Component):
-    """Quantizes and packs tensors into the non-Gecko container image, N values per clock.
+    """Quantizes and packs tensors into the container image (plain, or Gecko when built), N values per clock.
 
     Parameters
     ----------
     p : HwParams
         Source format, lanes N, word W, block B, field maxima, stochastic
-        rounding built or not.  ``p.gecko`` must be False (the Gecko layout is
-        not built by this unit: a cfg asking for it is refused).
+        rounding built or not, Gecko built or not.  Without ``p.gecko`` a
+        cfg asking for Gecko is refused.  With ``p.gecko`` the group is
+        fixed at ``p.group`` (tensors must use ``Settings(group=p.group)``),
+        N must be 1, 2, 4 or 8 and B a multiple of G
+        (:class:`hw.params.ParamError` otherwise, raised by the constructor).
 
     Ports
     -----
@@ -55,7 +61,9 @@ class Packer(wiring.Component):
         The image's words in order; ``last`` on the tensor's final word.
     m_len : Out(stream of {data: 32, last: 1})
         Each block's length L_b in words, in order; ``last`` on the tensor's
-        final block.  (Equal to ``encode_image(...).block_words``.)
+        final block.  (Equal to ``encode_image(...).block_words``.)  With
+        Gecko a block is Gecko-coded iff L_b is less than its plain length;
+        the unpacker needs this stream (its ``s_len``).
     status : Out({negative, special, unsupported})
         Sticky flags (format.md 7) about the current tensor: a negative value
         met with the sign elided, Inf/NaN with specials off, a refused cfg
@@ -77,8 +85,15 @@ class Packer(wiring.Component):
        :class:`WordPacker` tree, registered.
     3. bit accumulator, words into the output FIFO.
 
+    With ``p.gecko``, stages 2 and 3 are the :class:`GeckoEncoder`, fed the
+    registered stage-1 fields, lane count, tensor end and cfg (it counts
+    blocks itself); its ``i.ready`` is the one enable.
+
     Latency: a word appears on ``m_axis`` 4 cycles after the beat that
-    completes it is accepted.
+    completes it is accepted.  With ``p.gecko`` the whole block is analysed
+    before its first word (plain or coded): the block's first word is out
+    B/8 + 12 clocks after its last beat is accepted (measured: 44 at
+    B = 256 and 20 at B = 64 with N = 8, 27 at B = 128 with N = 4).
 
     Throughput: one beat (N values) per clock, with no bubble at block or
     tensor boundaries, also between tensors with different settings, while
@@ -88,6 +103,16 @@ class Packer(wiring.Component):
     sinks because a block's words never outnumber its beats (N*Vmax <= W is
     checked by :class:`HwParams`).  ``s_axis.ready`` depends only on
     registered FIFO levels.
+
+    With ``p.gecko``: one beat per clock as long as the encoder's four
+    block banks rotate in time (see :class:`GeckoEncoder`), i.e. on
+    tensors of several blocks with B/N >= 4; each tensor's last, partial
+    block holds a bank for its full analysis and emission, so runs of
+    tensors shorter than a block stall the input (about B/4 clocks per
+    tensor).  Measured with ready sinks, long tensors back to back with
+    different settings, Gecko on and off: 1.0 beats/clock at N = 8,
+    B = 256 and N = 4, B = 32/128; 0.992 at N = 8, B = 64.
+    ``s_axis.ready`` is a function of registered state only.
     """
 
     def __init__(self, p: HwParams):

@@ -11,6 +11,12 @@ Clock and reset are ``clk`` and ``rst`` (synchronous, active high).
 and description)::
 
     python -m hw.top -o build/verilog --source bf16 --lanes 8 --word 128
+    python -m hw.top -o build/verilog --gecko --group 32      # with the Gecko coder
+
+Gecko builds (``HwParams.gecko``, lanes 1, 2, 4 or 8) have the same packer
+ports and one more unpacker port, the block-index input stream
+``s_len_tdata/tlast/tvalid/tready`` (the packer's ``m_len`` stream, every
+tensor's entries; see :class:`hw.unpacker.Unpacker`).
 
 Lint: both files pass ``verilator --lint-only -Wall`` with these waivers
 (checked by ``tests/test_hw_packer.py::test_generated_verilog_lint``), all
@@ -125,7 +131,11 @@ class PackerTop(wiring.Component):
 
 
 class UnpackerTop(wiring.Component):
-    """:class:`hw.unpacker.Unpacker` with flat AXI4-Stream port names (see :func:`port_table`)."""
+    """:class:`hw.unpacker.Unpacker` with flat AXI4-Stream port names (see :func:`port_table`).
+
+    With ``p.gecko`` it also has ``s_len_tdata`` (32), ``s_len_tlast``,
+    ``s_len_tvalid`` (in) and ``s_len_tready`` (out): the block index.
+    """
 
     def __init__(self, p: HwParams):
         self.p = p

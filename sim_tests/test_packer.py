@@ -13,6 +13,13 @@ rounding ties, negatives with the sign elided, windows that cut both ends),
 with lengths that are not multiples of N, B or the word; settings change
 at every tensor; one tensor has a cfg the hardware must refuse.
 
+Gecko builds (``*_gecko``; ``_gecko_tensors``): Gecko on and off back to
+back, the Gecko stress patterns of ``packer_ref.gecko_adversarial_bits``
+(every Rice mode, b = 0, z, escapes, raw, plain-fallback blocks), real
+tensors; the unpacker also gets every tensor's block index on ``s_len``
+(random stalls there too), and in the loopback the packer's ``m_len``
+feeds it.
+
 The cocotb sides: ``cocotb_packer_tb``, ``cocotb_unpacker_tb``,
 ``cocotb_loopback_tb``.  One build per (configuration, DUT, simulator),
 shared by all cocotb tests of that DUT.
