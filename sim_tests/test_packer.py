@@ -69,6 +69,8 @@ def _settings(p: HwParams, **kw) -> Settings:
     kw["exp_bits"] = min(kw.get("exp_bits", p.max_exp_bits), p.max_exp_bits)
     if p.gecko:
         kw["group"] = p.group
+    if kw.get("rounding") == "stochastic" and not p.stochastic:
+        kw["rounding"] = "rne"          # a configuration built without the stochastic source
     return Settings(source=p.source, block=p.block, word=p.word, **kw)
 
 
