@@ -12,7 +12,7 @@ SHELL       := /bin/bash
 PYTHON      ?= python3
 VENV        := .venv
 VPY         := $(VENV)/bin/python
-EXTRAS      := hw,sim,train,test
+EXTRAS      := hw,sim,synth,train,test
 # Re-install when pyproject.toml (or the extras list) changes: the stamp holds their hash.
 STAMP       := $(VENV)/.sfp-install-stamp
 PYTEST_ARGS ?=
@@ -79,3 +79,14 @@ gecko-choice: venv
 
 bench: venv
 	$(VPY) scripts/bench_model.py
+
+# Synthesis and FPGA flow (docs/synthesis.md).
+.PHONY: synth synth-sweep board
+synth: venv
+	$(VENV)/bin/sfp synth --target ecp5 --pnr
+
+synth-sweep: venv
+	$(VENV)/bin/sfp synth --sweep --target ecp5 --pnr --jobs 2
+
+board: venv
+	$(VENV)/bin/sfp board ulx3s

@@ -19,7 +19,7 @@ from amaranth.lib import data
 
 from model.formats import ROUNDINGS, SOURCES, WORD_SIZES
 
-__all__ = ["HwParams", "ParamError", "params_from_dict", "config_layout", "fields_layout", "ROUNDING_CODES"]
+__all__ = ["HwParams", "ParamError", "params_from_dict", "cfg_fields", "config_layout", "fields_layout", "ROUNDING_CODES"]
 
 ROUNDING_CODES = {name: i for i, name in enumerate(ROUNDINGS)}   # rne 0, rz 1, stochastic 2
 LANES = (1, 2, 4, 8, 16)
@@ -113,3 +113,14 @@ def params_from_dict(d: dict) -> HwParams:
         if want is not None and (not isinstance(v, want) or (want is int and isinstance(v, bool))):
             raise ValueError(f"field {k!r}: {v!r} has the wrong type")
     return HwParams(**d)
+
+
+def cfg_fields(s, length: int) -> dict:
+    """The ``cfg`` port's field values for resolved :class:`model.formats.Settings` ``s``."""
+    if s.exp_base == "auto":
+        raise ValueError("resolve exp_base (model.quantize.resolve) before configuring the hardware")
+    return {
+        "man_bits": s.man_bits, "exp_bits": s.exp_bits, "exp_base": int(s.exp_base),
+        "sign": int(s.sign), "specials": int(s.specials), "rounding": ROUNDING_CODES[s.rounding],
+        "gecko": int(s.gecko), "seed": int(s.seed), "length": int(length),
+    }

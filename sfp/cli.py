@@ -232,6 +232,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     m = sub.add_parser("demo", help="the main job on built-in defaults: real training tensors through the containers")
     m.add_argument("--tensors", metavar="FILE.npz", help="training dump to use (default: generate/cached digits CNN dump)")
+    m.add_argument("--quick", action="store_true", help="golden-model footprints only (no simulation, training or synthesis)")
     m.set_defaults(func=cmd_demo)
 
     # Commands over the hardware, synthesis and training live in their own
@@ -261,4 +262,7 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    # Run the importable module's main, not this __main__ copy, so that the
+    # CliError raised by the command modules is the one main() catches.
+    from sfp.cli import main as _main
+    sys.exit(_main())

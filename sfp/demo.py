@@ -1,9 +1,16 @@
 """``sfp demo``: the project's main job on built-in defaults.
 
-Trains (or reuses) the digits CNN dump, stores a real activation tensor and
-the whole dump in a ladder of containers through the golden model, checks
-that every file decodes to exactly ``quantize(x)``, and prints the
-footprint table.  Later stages (Verilog, simulation, area) join as they land.
+1. Trains (or reuses) the digits CNN dump, stores a real activation tensor
+   and the whole dump in a ladder of containers through the golden model,
+   checks that every file decodes to exactly ``quantize(x)``, and prints the
+   footprint table.
+2. Generates the default configuration's Verilog, pushes a slice of the real
+   tensor through the packer and the unpacker in simulation, checks the
+   bytes against the golden model and prints cycles per beat.
+3. A short Quantum Mantissa/Exponent training run chooses containers.
+4. Ends with the default configuration's area report (Yosys, generic gates).
+
+``--quick`` stops after step 1.
 """
 
 from __future__ import annotations
@@ -30,6 +37,14 @@ LADDER = [
     ("m2 e4", dict(man_bits=2, exp_bits=4)),
     ("m2 e4 + Gecko", dict(man_bits=2, exp_bits=4, gecko=True)),
     ("m1 e3 + Gecko", dict(man_bits=1, exp_bits=3, gecko=True)),
+]
+
+
+HW_VALUES = 16384
+HW_LADDER = [
+    ("bf16 as is (lossless)", dict(exp_base=0)),
+    ("m3 e5, no sign", dict(man_bits=3, exp_bits=5, sign=False)),
+    ("m1 e3, stochastic", dict(man_bits=1, exp_bits=3, rounding="stochastic", seed=7)),
 ]
 
 
@@ -88,4 +103,67 @@ def run_demo(args) -> int:
             print(f"{label:<26} {kind:<7} {c['values']:>9} {c['bits_per_value']:>8.2f} {c['ratio_vs_fp32']:>7.2f}x "
                   f"{c['exp_entropy_bits']:>7.2f} {c['gecko_exp_bits']:>6.2f} {c['raw_exp_bits']:>5.0f}")
     print("\nfiles written to out/demo/ (sfp decode FILE.sfpc -o OUT.npy reads them back)")
+    if getattr(args, "quick", False):
+        return 0
+    _hardware(x)
+    _training()
+    _area()
     return 0
+
+
+def _hardware(x) -> None:
+    from hw.params import HwParams
+    from hw.simulate import run_packer, run_unpacker
+    from hw.top import generate_verilog
+    from model.container import encode_image
+    from model.quantize import resolve
+
+    p = HwParams()
+    print(f"\n== Hardware: default configuration {p.as_dict()} ==\n")
+    _say("demo: generating Verilog ...")
+    generate_verilog(p, "out/demo/verilog")
+    print("Verilog: out/demo/verilog/sfp_packer.v, sfp_unpacker.v, sfp_manifest.json")
+    xs = np.ascontiguousarray(x.reshape(-1)[:HW_VALUES])
+    print(f"\n{'container':<26} {'values':>7} {'packer beats/cycle':>19} {'unpacker beats/cycle':>21}  bytes vs model  values vs model")
+    for label, kw in HW_LADDER:
+        s = resolve(xs, Settings(**kw))
+        _say(f"demo: simulating packer and unpacker ({label}) ...")
+        pk = run_packer(p, xs, s)
+        ref = encode_image(xs, s, strict=False)
+        image = b"".join(w.to_bytes(p.word // 8, "little") for w in pk.words)
+        bytes_ok = image == ref.payload and pk.lens == ref.block_words.tolist()
+        up = run_unpacker(p, pk.words, pk.lens, s, xs.size)
+        vals_ok = np.array_equal(up.values.astype(np.uint16), quantize(xs, s, strict=False).view(np.uint16))
+        print(f"{label:<26} {xs.size:>7} {pk.beats_per_cycle:>19.3f} {up.beats_per_cycle:>21.3f}  "
+              f"{'identical' if bytes_ok else 'MISMATCH':>14}  {'identical' if vals_ok else 'MISMATCH':>15}")
+        if not (bytes_ok and vals_ok):
+            from sfp.cli import CliError
+            raise CliError(f"hardware simulation disagrees with the golden model ({label})")
+
+
+def _training() -> None:
+    try:
+        from train.run import run
+    except ImportError:
+        print("\n(training skipped: the training extra is not installed)")
+        return
+    print("\n== Training: Quantum Mantissa + Quantum Exponent on digits, 3 epochs ==\n")
+    _say("demo: training (a few seconds) ...")
+    r = run("digits", "qmqe", epochs=3)
+    fp = r["footprint"]["total"]
+    print(f"test accuracy {r['accuracy']:.4f}; footprint vs fp32 {fp['vs_fp32']:.2f}x "
+          f"({fp['gecko_vs_fp32']:.2f}x with Gecko); full runs: sfp train --task digits --method qmqe")
+
+
+def _area() -> None:
+    from hw.params import HwParams
+    try:
+        from synth.flow import run_config
+        from sfp.synth_cmd import report_text
+    except ImportError:
+        print("\n(area report skipped: the synthesis extra is not installed)")
+        return
+    print("\n== Area of the default configuration (Yosys, generic gates) ==\n")
+    _say("demo: synthesizing (the first Yosys run compiles for about a minute) ...")
+    res = run_config(HwParams(), "generic", "out/demo/synth")
+    print(report_text(res))
