@@ -75,6 +75,14 @@ targets:
       verilator:
         mode: lint-only
         verilator_options: ["-Wall", {waivers}]
+  lint_unpacker:
+    default_tool: verilator
+    filesets: [rtl]
+    toplevel: {UNPACKER_MODULE}
+    tools:
+      verilator:
+        mode: lint-only
+        verilator_options: ["-Wall", {waivers}]
 """
 
 

@@ -51,9 +51,10 @@ def test_generate_writes_verilog_manifest_and_a_working_fusesoc_core(tmp_path):
     assert info.returncode == 0 and "lint" in info.stdout, info.stdout + info.stderr
     if shutil.which("verilator", path=env.get("PATH")):
         # The core's lint target runs Verilator (-Wall with the documented waivers) through Edalize.
-        lint = subprocess.run([fusesoc, "--cores-root", out, "run", "--target", "lint", "::sfp_codec:0.1.0"],
-                              capture_output=True, text=True, cwd=tmp_path, env=env)
-        assert lint.returncode == 0, lint.stdout[-2000:] + lint.stderr[-2000:]
+        for target in ("lint", "lint_unpacker"):
+            lint = subprocess.run([fusesoc, "--cores-root", out, "run", "--target", target, "::sfp_codec:0.1.0"],
+                                  capture_output=True, text=True, cwd=tmp_path, env=env)
+            assert lint.returncode == 0, lint.stdout[-2000:] + lint.stderr[-2000:]
 
 
 @pytest.mark.parametrize("content, what", [
