@@ -18,7 +18,7 @@ ports and one more unpacker port, the block-index input stream
 ``s_len_tdata/tlast/tvalid/tready`` (the packer's ``m_len`` stream, every
 tensor's entries; see :class:`hw.unpacker.Unpacker`).
 
-Lint: both files pass ``verilator --lint-only -Wall`` with these waivers
+Lint: both files pass ``verilator --lint-only -Wall`` with these waivers, with and without Gecko
 (checked by ``tests/test_hw_packer.py::test_generated_verilog_lint``), all
 properties of Amaranth/Yosys output rather than of the design:
 
@@ -27,7 +27,8 @@ properties of Amaranth/Yosys output rather than of the design:
 * ``PROCASSINIT``: ``reg x = init;`` together with procedural assignments (Amaranth's init values).
 * ``UNUSEDSIGNAL``: Yosys's ``$N`` temporaries and Amaranth's per-field debug
   wires of struct ports, plus inputs unused by design (``cfg_length`` in the
-  packer, the random bits above ``d`` in each lane).
+  packer, ``s_len_tlast`` in a Gecko unpacker, the random bits above ``d``
+  in each lane).
 * ``DECLFILENAME``: the submodules (``sfp_packer.core`` ...) share the top's file.
 
 Both files also compile under Icarus (``iverilog``).  Under cocotb, build
