@@ -40,11 +40,13 @@ LADDER = [
 ]
 
 
-HW_VALUES = 16384
+HW_VALUES = 8192
 HW_LADDER = [
     ("bf16 as is (lossless)", dict(exp_base=0)),
     ("m3 e5, no sign", dict(man_bits=3, exp_bits=5, sign=False)),
     ("m1 e3, stochastic", dict(man_bits=1, exp_bits=3, rounding="stochastic", seed=7)),
+    ("bf16 + Gecko (lossless)", dict(exp_base=0, gecko=True)),
+    ("m3 e5 no sign + Gecko", dict(man_bits=3, exp_bits=5, sign=False, gecko=True)),
 ]
 
 
@@ -118,27 +120,30 @@ def _hardware(x) -> None:
     from model.container import encode_image
     from model.quantize import resolve
 
-    p = HwParams()
-    print(f"\n== Hardware: default configuration {p.as_dict()} ==\n")
-    _say("demo: generating Verilog ...")
-    generate_verilog(p, "out/demo/verilog")
-    print("Verilog: out/demo/verilog/sfp_packer.v, sfp_unpacker.v, sfp_manifest.json")
     xs = np.ascontiguousarray(x.reshape(-1)[:HW_VALUES])
-    print(f"\n{'container':<26} {'values':>7} {'packer beats/cycle':>19} {'unpacker beats/cycle':>21}  bytes vs model  values vs model")
-    for label, kw in HW_LADDER:
-        s = resolve(xs, Settings(**kw))
-        _say(f"demo: simulating packer and unpacker ({label}) ...")
-        pk = run_packer(p, xs, s)
-        ref = encode_image(xs, s, strict=False)
-        image = b"".join(w.to_bytes(p.word // 8, "little") for w in pk.words)
-        bytes_ok = image == ref.payload and pk.lens == ref.block_words.tolist()
-        up = run_unpacker(p, pk.words, pk.lens, s, xs.size)
-        vals_ok = np.array_equal(up.values.astype(np.uint16), quantize(xs, s, strict=False).view(np.uint16))
-        print(f"{label:<26} {xs.size:>7} {pk.beats_per_cycle:>19.3f} {up.beats_per_cycle:>21.3f}  "
-              f"{'identical' if bytes_ok else 'MISMATCH':>14}  {'identical' if vals_ok else 'MISMATCH':>15}")
-        if not (bytes_ok and vals_ok):
-            from sfp.cli import CliError
-            raise CliError(f"hardware simulation disagrees with the golden model ({label})")
+    for p in (HwParams(), HwParams(gecko=True)):
+        print(f"\n== Hardware: {p.source}, N={p.lanes}, W={p.word}, B={p.block}, Gecko {'built' if p.gecko else 'not built'} ==\n")
+        _say("demo: generating Verilog ...")
+        out = "out/demo/verilog" + ("_gecko" if p.gecko else "")
+        generate_verilog(p, out)
+        print(f"Verilog: {out}/sfp_packer.v, sfp_unpacker.v, sfp_manifest.json\n")
+        print(f"{'container':<26} {'values':>7} {'words':>6} {'packer beats/cycle':>19} {'unpacker beats/cycle':>21}  bytes vs model  values vs model")
+        for label, kw in HW_LADDER:
+            if kw.get("gecko") and not p.gecko:
+                continue
+            s = resolve(xs, Settings(**kw))
+            _say(f"demo: simulating packer and unpacker ({label}) ...")
+            pk = run_packer(p, xs, s)
+            ref = encode_image(xs, s, strict=False)
+            image = b"".join(w.to_bytes(p.word // 8, "little") for w in pk.words)
+            bytes_ok = image == ref.payload and pk.lens == ref.block_words.tolist()
+            up = run_unpacker(p, pk.words, pk.lens, s, xs.size)
+            vals_ok = np.array_equal(up.values.astype(np.uint16), quantize(xs, s, strict=False).view(np.uint16))
+            print(f"{label:<26} {xs.size:>7} {len(pk.words):>6} {pk.beats_per_cycle:>19.3f} {up.beats_per_cycle:>21.3f}  "
+                  f"{'identical' if bytes_ok else 'MISMATCH':>14}  {'identical' if vals_ok else 'MISMATCH':>15}")
+            if not (bytes_ok and vals_ok):
+                from sfp.cli import CliError
+                raise CliError(f"hardware simulation disagrees with the golden model ({label})")
 
 
 def _training() -> None:
