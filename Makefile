@@ -90,3 +90,7 @@ synth-sweep: venv
 
 board: venv
 	$(VENV)/bin/sfp board ulx3s
+
+.PHONY: bench-hw
+bench-hw: venv
+	$(VPY) scripts/bench_hw.py --gecko

@@ -221,7 +221,7 @@ def plot_run(result: dict, out_dir: str, prefix: str = "") -> list[str]:
 
 
 # ----------------------------------------------------------------------------
-# the results table (docs/results-train.md)
+# the results table (docs/results.md, section 6)
 # ----------------------------------------------------------------------------
 
 def table(results: dict) -> str:
