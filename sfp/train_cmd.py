@@ -103,7 +103,7 @@ def cmd_train(args) -> int:
     s["out"] = out
     sched = result["schedule"]
     _write_atomic_text(os.path.join(out, "schedule.json"), json.dumps(sched, separators=(",", ":")))
-    full = {k: v for k, v in result.items() if k != "schedule"}
+    full = {k: v for k, v in result.items() if k not in ("schedule", "last_tensors")}
     full["summary"] = s
     _write_atomic_text(os.path.join(out, "result.json"), json.dumps(full, indent=1))
     if not args.no_plots:

@@ -67,6 +67,7 @@ class _Monitor:
         self.source = source
         self.measured: list[dict] = []
         self.bits_log: list[dict] = []     # per step: {name: [n_m, n_e]} (real for qmqe)
+        self.last_tensors: dict[str, dict] = {}   # the last step's stored tensors (for hardware replay)
 
     def _due(self, step):
         return step % self.every == 0 or step == self.last or step == 1
@@ -95,6 +96,8 @@ class _Monitor:
                 c = cap["settings"]
                 x = cap["bits"]
                 base = Settings(source="bf16", man_bits=c["m"], exp_bits=c["e"], exp_base=c["exp_base"], sign=c["sign"])
+            if step == self.last:
+                self.last_tensors[p.name] = {"values": x, "settings": base}
             plain = footprint(x, base)
             gk = footprint(x, base.with_(gecko=True))
             rec["tensors"][p.name] = {"kind": p.kind, "values": plain["values"], "bits": plain["image_bits"],
@@ -148,6 +151,8 @@ def run(task: str, method: str, epochs: int | None = None, seed: int = 0, measur
         "measurements": mon.measured, "qm_bits": mon.bits_log,
         "bitwave_log": getattr(getattr(policy, "ctl", None), "log", None),
         "schedule": schedule, "seconds": time.perf_counter() - t0,
+        # not JSON: the last step's stored tensors {name: {"values", "settings"}}, for hardware replay
+        "last_tensors": mon.last_tensors,
     }
 
 
@@ -272,7 +277,7 @@ def main(argv=None) -> int:
             d = os.path.join(args.out, f"{task}-{method}")
             os.makedirs(d, exist_ok=True)
             with open(os.path.join(d, "result.json"), "w") as f:
-                json.dump({k: v for k, v in r.items() if k != "schedule"}, f, indent=1)
+                json.dump({k: v for k, v in r.items() if k not in ("schedule", "last_tensors")}, f, indent=1)
             with open(os.path.join(d, "schedule.json"), "w") as f:
                 json.dump(r["schedule"], f, separators=(",", ":"))
             for p in plot_run(r, d):
