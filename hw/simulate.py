@@ -42,6 +42,29 @@ def _beats(bits: np.ndarray, lanes: int):
         yield {"data": data, "keep": (1 << lane.size) - 1, "last": int(t + lanes >= n)}
 
 
+async def _send(ctx, strm, payloads, before=None):
+    """Drive ``payloads`` on a valid/ready stream, one per accepted beat; the cycle
+    numbers of the accepting clocks.  ``before(ctx)`` runs before each beat is offered."""
+    accepted, cycle = [], 0
+    for payload in payloads:
+        if before is not None:
+            before(ctx)
+        ctx.set(strm.payload, payload)
+        ctx.set(strm.valid, 1)
+        while True:
+            _, _, ready = await ctx.tick().sample(strm.ready)
+            cycle += 1
+            if ready:
+                accepted.append(cycle)
+                break
+    ctx.set(strm.valid, 0)
+    return accepted
+
+
+def _last_flagged(values):
+    return [{"data": v, "last": int(k == len(values) - 1)} for k, v in enumerate(values)]
+
+
 def _simulate(dut, testbenches):
     sim = Simulator(dut)
     sim.add_clock(1e-8)
@@ -60,19 +83,10 @@ def run_packer(p: HwParams, x, s: Settings) -> RunResult:
     words, lens, accepted = [], [], []
     nwords = None
 
+    cfg = cfg_fields(s, bits.size)
+
     async def source(ctx):
-        cycle = 0
-        for k, beat in enumerate(_beats(bits, p.lanes)):
-            ctx.set(dut.cfg, cfg_fields(s, bits.size))
-            ctx.set(dut.s_axis.payload, beat)
-            ctx.set(dut.s_axis.valid, 1)
-            while True:
-                _, _, ready = await ctx.tick().sample(dut.s_axis.ready)
-                cycle += 1
-                if ready:
-                    accepted.append(cycle)
-                    break
-        ctx.set(dut.s_axis.valid, 0)
+        accepted.extend(await _send(ctx, dut.s_axis, _beats(bits, p.lanes), lambda c: c.set(dut.cfg, cfg)))
         while nwords is None or len(words) < nwords:
             await ctx.tick()
 
@@ -102,28 +116,15 @@ def run_unpacker(p: HwParams, words: list, lens: list, s: Settings, n: int) -> R
     out, delivered = [], []
     has_len = hasattr(dut, "s_len")
 
+    cfg = cfg_fields(s, n)
+
     async def source(ctx):
-        for k, w in enumerate(words):
-            ctx.set(dut.cfg, cfg_fields(s, n))
-            ctx.set(dut.s_axis.payload, {"data": w, "last": int(k == len(words) - 1)})
-            ctx.set(dut.s_axis.valid, 1)
-            while True:
-                _, _, ready = await ctx.tick().sample(dut.s_axis.ready)
-                if ready:
-                    break
-        ctx.set(dut.s_axis.valid, 0)
+        await _send(ctx, dut.s_axis, _last_flagged(words), lambda c: c.set(dut.cfg, cfg))
         while len(out) < n:
             await ctx.tick()
 
     async def len_source(ctx):
-        for k, L in enumerate(lens):
-            ctx.set(dut.s_len.payload, {"data": L, "last": int(k == len(lens) - 1)})
-            ctx.set(dut.s_len.valid, 1)
-            while True:
-                _, _, ready = await ctx.tick().sample(dut.s_len.ready)
-                if ready:
-                    break
-        ctx.set(dut.s_len.valid, 0)
+        await _send(ctx, dut.s_len, _last_flagged(lens))
 
     async def sink(ctx):
         ctx.set(dut.m_axis.ready, 1)

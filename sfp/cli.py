@@ -82,6 +82,21 @@ def load_tensors(path: str) -> dict[str, np.ndarray]:
     return {os.path.basename(path): obj}
 
 
+def load_json(path: str):
+    """The JSON document in ``path``; CliError naming the problem."""
+    try:
+        with open(path) as f:
+            return json.load(f)
+    except FileNotFoundError:
+        raise CliError(f"{path}: no such file")
+    except IsADirectoryError:
+        raise CliError(f"{path}: is a directory")
+    except OSError as exc:
+        raise CliError(f"{path}: {exc.strerror}")
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise CliError(f"{path}: not valid JSON ({str(exc).splitlines()[0]})")
+
+
 def write_atomic(path: str, write) -> None:
     """Call ``write(file)`` on a temporary file next to ``path``, then rename it into place."""
     directory = os.path.dirname(os.path.abspath(path))

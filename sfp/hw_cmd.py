@@ -31,17 +31,10 @@ def _cli_error(msg: str):
 def load_params(path: str | None):
     """HwParams from ``--config FILE`` (defaults when None); CliError on any problem."""
     from hw.params import HwParams, params_from_dict
+    from sfp.cli import load_json
     if path is None:
         return HwParams()
-    try:
-        with open(path) as f:
-            obj = json.load(f)
-    except FileNotFoundError:
-        raise _cli_error(f"{path}: no such file")
-    except IsADirectoryError:
-        raise _cli_error(f"{path}: is a directory")
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise _cli_error(f"{path}: not valid JSON ({str(exc).splitlines()[0]})")
+    obj = load_json(path)
     try:
         return params_from_dict(obj)
     except (ValueError, TypeError) as exc:

@@ -28,17 +28,8 @@ def load_config(path: str | None, *, sweep: bool = False):
     CliError = _cli_error()
     if path is None:
         return None
-    try:
-        with open(path) as f:
-            obj = json.load(f)
-    except FileNotFoundError:
-        raise CliError(f"{path}: no such file")
-    except IsADirectoryError:
-        raise CliError(f"{path}: is a directory")
-    except OSError as exc:
-        raise CliError(f"{path}: {exc.strerror}")
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise CliError(f"{path}: not valid JSON ({str(exc).splitlines()[0]})")
+    from sfp.cli import load_json
+    obj = load_json(path)
     if sweep:
         return obj
     from synth.flow import params_from_dict
