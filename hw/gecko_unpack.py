@@ -11,7 +11,7 @@ read, so the unit can stand in for :class:`hw.wordunpack.WordUnpacker`.
 
 from __future__ import annotations
 
-from amaranth import Array, Cat, Const, Module, Mux, Signal
+from amaranth import Array, Cat, Module, Mux, Signal
 from amaranth.lib import data, fifo, stream, wiring
 from amaranth.lib.wiring import In, Out
 

@@ -33,7 +33,7 @@ import numpy as np
 
 from . import bitpack
 from .blocks import pack_image, unpack_image
-from .formats import FormatError, ROUNDINGS, SOURCES, SOURCES_BY_CODE, Settings
+from .formats import FormatError, ROUNDINGS, SOURCES_BY_CODE, Settings
 from .quantize import as_bits, from_bits, from_fields, resolve, to_fields
 
 __all__ = ["MAGIC", "VERSION", "Encoded", "encode", "decode", "encode_image", "parse", "header_bytes"]

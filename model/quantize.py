@@ -15,7 +15,7 @@ import numpy as np
 from .formats import FormatError, Settings, SourceFormat, SOURCES
 
 __all__ = [
-    "Fields", "as_bits", "from_bits", "stochastic_bits", "round_magnitudes",
+    "Fields", "as_bits", "from_bits", "stochastic_bits",
     "resolve", "to_fields", "from_fields", "quantize", "WEYL",
 ]
 

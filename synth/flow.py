@@ -8,7 +8,6 @@ and adds their total.
 
 from __future__ import annotations
 
-import dataclasses
 import os
 import time
 from typing import Callable
@@ -18,7 +17,7 @@ from amaranth.back import verilog
 from hw.params import params_from_dict, HwParams
 
 from .pnr import DEVICES, place_and_route
-from .tools import ToolError, tool_version, yosys
+from .tools import tool_version, yosys
 from .units import ScanWrapper, units
 from .yosys import TARGETS, synthesize
 
