@@ -129,7 +129,7 @@ class Packer(wiring.Component):
         })
 
     def elaborate(self, platform):
-        from .lane import Quantizer, cfg_supported
+        from .lane import LaneConfig, Quantizer, cfg_supported, lane_cfg_layout
         from .prng import StochasticSource
 
         m = Module()
@@ -190,7 +190,14 @@ class Packer(wiring.Component):
         s0_drop = Signal()
         s0_bend = Signal()
         s0_cfg = Signal(config_layout())
+        s0_lcfg = Signal(lane_cfg_layout(p))  # the lanes' constants, decoded from cfg_now
         s0_rnd = Signal(data.ArrayLayout(32, n))
+
+        # The lanes' per-tensor constants are decoded once, from the cfg as it
+        # enters stage 0, and registered with the beat: valid for a tensor's
+        # first beat, and off the per-value path of stage 1.
+        m.submodules.lcfg = lcfg = LaneConfig(p)
+        m.d.comb += lcfg.cfg.eq(cfg_now)
 
         # Stochastic-rounding words of the beat being accepted (combinational
         # from the source): restarted with the seed by a tensor's first beat
@@ -214,6 +221,7 @@ class Packer(wiring.Component):
                     s0_drop.eq(drop_now),
                     s0_bend.eq(bend),
                     s0_cfg.eq(cfg_now),
+                    s0_lcfg.eq(lcfg.lcfg),
                 ]
                 if p.stochastic:
                     m.d.sync += s0_rnd.eq(prng.x)
@@ -228,9 +236,9 @@ class Packer(wiring.Component):
         neg = []
         spc = []
         for j in range(n):
-            q = Quantizer(p)
+            q = Quantizer(p, predecoded=True)
             m.submodules[f"q{j}"] = q
-            m.d.comb += [q.value.eq(s0_data[j]), q.cfg.eq(s0_cfg), q.rnd.eq(s0_rnd[j])]
+            m.d.comb += [q.value.eq(s0_data[j]), q.lcfg.eq(s0_lcfg), q.rnd.eq(s0_rnd[j])]
             lane_ok = s0_count > j
             neg.append(q.negative & lane_ok)
             spc.append(q.special & lane_ok)
