@@ -23,6 +23,7 @@ from model import bitpack, gecko
 from model.blocks import pack_image, unpack_image
 from model.formats import Settings
 from model.quantize import Fields, as_bits, to_fields
+from streams import collector, run_sim, send  # noqa: E402  (tests/streams.py)
 
 # -- stimulus --------------------------------------------------------------------
 
@@ -116,41 +117,7 @@ def enc_beats(f: Fields, s: Settings, N: int) -> list[dict]:
     return beats
 
 
-# -- simulation helpers ------------------------------------------------------------
-
-async def send(ctx, strm, payloads, rng, idle_prob=0.0):
-    for pl in payloads:
-        while idle_prob and rng.random() < idle_prob:
-            ctx.set(strm.valid, 0)
-            await ctx.tick()
-        ctx.set(strm.payload, pl)
-        ctx.set(strm.valid, 1)
-        await ctx.tick().until(strm.ready)
-    ctx.set(strm.valid, 0)
-
-
-def collector(strm, out, rng, ready_prob=1.0, times=None):
-    async def run(ctx):
-        cycle = 0
-        while True:
-            ctx.set(strm.ready, ready_prob >= 1.0 or rng.random() < ready_prob)
-            _, _, valid, ready, payload = await ctx.tick().sample(strm.valid, strm.ready, strm.payload)
-            if valid and ready:
-                out.append(payload)
-                if times is not None:
-                    times.append(cycle)
-            cycle += 1
-    return run
-
-
-def run_sim(dut, testbench, collectors=()):
-    sim = Simulator(dut)
-    sim.add_clock(1e-8)
-    for c in collectors:
-        sim.add_testbench(c, background=True)
-    sim.add_testbench(testbench)
-    sim.run()
-
+# -- simulation helpers (stream drivers: tests/streams.py) ---------------------------
 
 def run_encoder(p: HwParams, tensors, *, idle=0.0, ready=1.0, seed=0, accept_times=None, word_fifo_depth=None):
     """Feed ``tensors`` [(fields, settings)] back to back; return (words [(data, last)], lens [(L, last)])."""
