@@ -18,7 +18,7 @@ from amaranth.lib.wiring import In, Out
 from .gecko_common import QCAP, SLICE, check_gecko_params, lane_mask, prefix_sums, settings_layout, slice_max_bits
 from .params import HwParams, config_layout, fields_layout
 from .wordpack import _shift_amount, len_layout, word_layout
-from .wordunpack import field_beat_layout, split_records
+from .wordunpack import field_beat_layout, split_records, two_entry_queue
 
 __all__ = ["GeckoDecoder"]
 
@@ -179,22 +179,7 @@ class GeckoDecoder(wiring.Component):
             new.pw_full.eq(((v_new << lgB) + W - 1) >> lgW),
             new.pw_tail.eq((tail * v_new + W - 1) >> lgW),
         ]
-        q0 = Signal(entry)
-        q1 = Signal(entry)
-        qn = Signal(range(3))
-        q_push = Signal()
-        q_pop = Signal()
-        with m.If(q_pop):
-            with m.If(qn == 2):
-                m.d.sync += q0.eq(q1)
-            with m.If(q_push):
-                m.d.sync += q0.eq(new)
-        with m.Elif(q_push):
-            with m.If(qn == 0):
-                m.d.sync += q0.eq(new)
-            with m.Else():
-                m.d.sync += q1.eq(new)
-        m.d.sync += qn.eq(qn + q_push - q_pop)
+        q0, qn, q_push, q_pop = two_entry_queue(m, new)
 
         # -- word ring ------------------------------------------------------------
         ring = Array(Signal(W, name=f"ring{i}") for i in range(RING))

@@ -18,7 +18,7 @@ from amaranth.lib.wiring import In, Out
 from .params import HwParams, config_layout, fields_layout
 from .wordpack import _shift_amount, word_layout
 
-__all__ = ["WordUnpacker", "field_beat_layout", "split_records"]
+__all__ = ["two_entry_queue", "WordUnpacker", "field_beat_layout", "split_records"]
 
 
 def field_beat_layout(p: HwParams) -> data.StructLayout:
@@ -53,6 +53,33 @@ def split_records(m: Module, raw, v, nrec: int, width: int, prefix: str = "split
         k = h
         level += 1
     return [c[:width] for c in chunks]
+
+
+def two_entry_queue(m: Module, new, name: str = "q"):
+    """A 2-entry queue of per-tensor settings: ``(head, count, push, pop)``.
+
+    ``new`` is pushed when ``push`` is high (only with ``count < 2``), the head
+    ``head`` leaves when ``pop`` is high; both may happen in one clock.  The
+    next tensor's settings wait here while the current tensor drains, so a
+    tensor boundary costs no bubble.
+    """
+    q0 = Signal.like(new, name=f"{name}0")
+    q1 = Signal.like(new, name=f"{name}1")
+    qn = Signal(range(3), name=f"{name}n")
+    push = Signal(name=f"{name}_push")
+    pop = Signal(name=f"{name}_pop")
+    with m.If(pop):
+        with m.If(qn == 2):
+            m.d.sync += q0.eq(q1)
+        with m.If(push):
+            m.d.sync += q0.eq(new)        # qn == 1 here: push needs qn < 2
+    with m.Elif(push):
+        with m.If(qn == 0):
+            m.d.sync += q0.eq(new)
+        with m.Else():
+            m.d.sync += q1.eq(new)
+    m.d.sync += qn.eq(qn + push - pop)
+    return q0, qn, push, pop
 
 
 class WordUnpacker(wiring.Component):
@@ -148,22 +175,7 @@ class WordUnpacker(wiring.Component):
             new.tail.eq(((cfg.length - 1) & (n - 1)) + 1),
             new.tail_bits.eq(new.tail * new.v),
         ]
-        q0 = Signal(entry)
-        q1 = Signal(entry)
-        qn = Signal(range(3))
-        q_push = Signal()
-        q_pop = Signal()
-        with m.If(q_pop):
-            with m.If(qn == 2):
-                m.d.sync += q0.eq(q1)
-            with m.If(q_push):
-                m.d.sync += q0.eq(new)        # qn == 1 here: push needs qn < 2
-        with m.Elif(q_push):
-            with m.If(qn == 0):
-                m.d.sync += q0.eq(new)
-            with m.Else():
-                m.d.sync += q1.eq(new)
-        m.d.sync += qn.eq(qn + q_push - q_pop)
+        q0, qn, q_push, q_pop = two_entry_queue(m, new)
 
         # -- input side: word ring -----------------------------------------------
         ring = Array(Signal(wbits, name=f"ring{i}") for i in range(self.RING))
