@@ -9,8 +9,8 @@
   ``k`` uses the settings ``SETTINGS[k mod 4]`` (lossless, m3e5, m2e4 without
   sign and specials rounding toward zero, m0e3): the container changes at
   every tensor boundary, as a training policy would make it;
-* :class:`hw.packer.Packer` writes the container image;
-* its words go straight into :class:`hw.unpacker.Unpacker` (block lengths
+* :class:`sfp.hw.packer.Packer` writes the container image;
+* its words go straight into :class:`sfp.hw.unpacker.Unpacker` (block lengths
   are dropped: the unpacker does not need them).  While ``inject`` is high
   bit 0 of every word is flipped — a way to see the checker fire;
 * a **checker** regenerates the same values on its own counter and computes
@@ -264,7 +264,7 @@ def build_ulx3s(p: HwParams | None = None, outdir: str = "build/board", *, tenso
     info = {"bitstream": bit, "bytes": os.path.getsize(bit), "seconds": round(time.monotonic() - t0, 1),
             "params": p.as_dict(), "tensor_len": tensor_len}
     tim = os.path.join(outdir, f"{name}.tim")
-    from synth.pnr import fmax_from_log
+    from sfp.synth.pnr import fmax_from_log
     if os.path.isfile(tim):
         with open(tim, errors="replace") as f:
             text = f.read()

@@ -1,12 +1,12 @@
 """The Gecko encoder: container fields in, the Gecko-layout DRAM image out (format.md 4-5, issue #4).
 
 :class:`GeckoEncoder` takes beats of N quantized fields (what the
-:class:`hw.packer.Packer`'s quantizer stage produces) and writes exactly the
-words and block index of ``model.container.encode_image(x, Settings(...,
+:class:`sfp.hw.packer.Packer`'s quantizer stage produces) and writes exactly the
+words and block index of ``sfp.model.container.encode_image(x, Settings(...,
 gecko=True))``: every block Gecko-coded when that takes fewer words than
 its plain layout, plain otherwise.  With ``cfg.gecko = 0`` every block is
 plain, i.e. the non-Gecko layout of format.md 4, so the unit can stand in
-for :class:`hw.wordpack.WordPacker` wholesale.
+for :class:`sfp.hw.wordpack.WordPacker` wholesale.
 """
 
 from __future__ import annotations
@@ -48,7 +48,7 @@ class GeckoEncoder(wiring.Component):
     p : HwParams
         Lanes N in {1, 2, 4, 8}, word W, block B, group G (a multiple of 8,
         B a multiple of G), field maxima ``max_exp_bits``/``max_man_bits``.
-        Other values raise :class:`hw.params.ParamError`.
+        Other values raise :class:`sfp.hw.params.ParamError`.
     word_fifo_depth : int, optional
         Total words of the output word FIFO (default ``2*B/8 + 4*K``, see Buffers).
 

@@ -1,12 +1,12 @@
 """The Gecko decoder: the Gecko-layout DRAM image and its block index in, container fields out (format.md 4-5, issue #4).
 
-:class:`GeckoDecoder` reads the words :class:`hw.gecko_pack.GeckoEncoder`
-(or ``model.container.encode_image(..., gecko=True)``) writes, with the
+:class:`GeckoDecoder` reads the words :class:`sfp.hw.gecko_pack.GeckoEncoder`
+(or ``sfp.model.container.encode_image(..., gecko=True)``) writes, with the
 block index L_0, L_1, ... on a side stream, and returns the fields of every
-value, exactly ``model.quantize.to_fields(...)``.  A block is Gecko-coded
+value, exactly ``sfp.model.quantize.to_fields(...)``.  A block is Gecko-coded
 iff L_b < ceil(count_b*v/W) (format.md 5), else plain.  With
 ``cfg.gecko = 0`` every block is plain (format.md 4) and no block index is
-read, so the unit can stand in for :class:`hw.wordunpack.WordUnpacker`.
+read, so the unit can stand in for :class:`sfp.hw.wordunpack.WordUnpacker`.
 """
 
 from __future__ import annotations
@@ -73,7 +73,7 @@ class GeckoDecoder(wiring.Component):
     cfg : In(config_layout())
         Sampled when a tensor's first word is accepted: ``length`` (values,
         >= 1), ``man_bits``, ``exp_bits``, ``sign``, ``gecko``.
-    o : Out(stream of :func:`hw.wordunpack.field_beat_layout`)
+    o : Out(stream of :func:`sfp.hw.wordunpack.field_beat_layout`)
         ``ceil(length/N)`` beats per tensor: ``fields[j]`` of value t*N+j,
         ``keep`` the valid-lane prefix mask (all ones except maybe on the
         last beat; fields outside it are 0), ``last`` on the tensor's last

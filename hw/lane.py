@@ -3,10 +3,10 @@
 Purely combinational logic that the packer (:class:`Quantizer`) and the
 unpacker (:class:`Dequantizer`) instantiate once per lane and pipeline
 around.  Both follow ``docs/format.md`` section 3 bit for bit; the reference
-is ``model.quantize.to_fields(..., strict=False)`` / ``from_fields``.
+is ``sfp.model.quantize.to_fields(..., strict=False)`` / ``from_fields``.
 
-The runtime settings arrive on a ``cfg`` port (:func:`hw.params.config_layout`)
-and may be narrower than the elaboration maxima of :class:`~hw.params.HwParams`;
+The runtime settings arrive on a ``cfg`` port (:func:`sfp.hw.params.config_layout`)
+and may be narrower than the elaboration maxima of :class:`~sfp.hw.params.HwParams`;
 :func:`cfg_supported` tells whether a configuration fits.
 """
 
@@ -140,7 +140,7 @@ def _cfg_port(p: HwParams, predecoded: bool) -> dict:
 class Quantizer(wiring.Component):
     """Source bit pattern -> container fields of one value (format.md 3.1-3.6).
 
-    Equals ``model.quantize.to_fields(bits, s, strict=False)`` bit for bit for
+    Equals ``sfp.model.quantize.to_fields(bits, s, strict=False)`` bit for bit for
     every runtime setting within the elaboration maxima (see
     :func:`cfg_supported`); outputs for unsupported settings are unspecified.
 
@@ -167,7 +167,7 @@ class Quantizer(wiring.Component):
         instead, driven by a (registered) :class:`LaneConfig`.
     rnd : In(32)
         The whitened generator output ``x`` of format.md 3.3 for this value's
-        index (:class:`hw.prng.StochasticSource`); the lane uses its top
+        index (:class:`sfp.hw.prng.StochasticSource`); the lane uses its top
         ``d = M_w - m`` bits.  Only read when ``cfg.rounding`` is stochastic.
     fields : Out(fields_layout(p))
         ``sign``, ``code``, ``man``; the runtime-narrower ``code``/``man`` sit
@@ -279,7 +279,7 @@ class Quantizer(wiring.Component):
 class Dequantizer(wiring.Component):
     """Container fields -> source bit pattern of one value (format.md 3.7).
 
-    Equals ``model.quantize.from_fields(fields, s)`` bit for bit for every
+    Equals ``sfp.model.quantize.from_fields(fields, s)`` bit for bit for every
     runtime setting within the elaboration maxima.
 
     Ports

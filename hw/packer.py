@@ -1,10 +1,10 @@
 """The packer: N source values per beat in, the tensor's DRAM image (W-bit words) out.
 
-Quantizes each value to its container fields (:class:`hw.lane.Quantizer`,
+Quantizes each value to its container fields (:class:`sfp.hw.lane.Quantizer`,
 format.md 3), forms the ``S<<(e+m) | C<<m | Q`` records (format.md 4.2) and
-hands them to :class:`hw.wordpack.WordPacker`, which builds the words and
+hands them to :class:`sfp.hw.wordpack.WordPacker`, which builds the words and
 the block index (format.md 4.1, 4.3).  Built with ``HwParams.gecko``, the
-fields go to :class:`hw.gecko_pack.GeckoEncoder` instead, which writes the
+fields go to :class:`sfp.hw.gecko_pack.GeckoEncoder` instead, which writes the
 Gecko layout with the block fallback (format.md 5) for tensors with
 ``cfg.gecko = 1`` and the plain layout for the others.
 """
@@ -45,7 +45,7 @@ class Packer(wiring.Component):
         cfg asking for Gecko is refused.  With ``p.gecko`` the group is
         fixed at ``p.group`` (tensors must use ``Settings(group=p.group)``),
         N must be 1, 2, 4 or 8 and B a multiple of G
-        (:class:`hw.params.ParamError` otherwise, raised by the constructor).
+        (:class:`sfp.hw.params.ParamError` otherwise, raised by the constructor).
 
     Ports
     -----
@@ -77,9 +77,9 @@ class Packer(wiring.Component):
     0. input register: the beat, its cfg (``cfg`` port on a first beat, the
        latched copy otherwise), lane count, block-end and tensor-end flags,
        and the stochastic-rounding source's N words for this beat
-       (:class:`hw.prng.StochasticSource`, restarted with the seed by each
+       (:class:`sfp.hw.prng.StochasticSource`, restarted with the seed by each
        tensor's first beat, so value index i counts from 0 per tensor).
-    1. N combinational :class:`hw.lane.Quantizer` lanes, registered fields
+    1. N combinational :class:`sfp.hw.lane.Quantizer` lanes, registered fields
        and status flags.
     2. records formed from the fields, concatenated by the
        :class:`WordPacker` tree, registered.

@@ -17,7 +17,7 @@ from dataclasses import asdict, dataclass
 
 from amaranth.lib import data
 
-from model.formats import ROUNDINGS, SOURCES, WORD_SIZES
+from sfp.model.formats import ROUNDINGS, SOURCES, WORD_SIZES
 
 __all__ = ["HwParams", "ParamError", "params_from_dict", "cfg_fields", "config_layout", "fields_layout", "ROUNDING_CODES"]
 
@@ -116,7 +116,7 @@ def params_from_dict(d: dict) -> HwParams:
 
 
 def cfg_fields(s, length: int) -> dict:
-    """The ``cfg`` port's field values for resolved :class:`model.formats.Settings` ``s``."""
+    """The ``cfg`` port's field values for resolved :class:`sfp.model.formats.Settings` ``s``."""
     if s.exp_base == "auto":
         raise ValueError("resolve exp_base (model.quantize.resolve) before configuring the hardware")
     return {

@@ -13,8 +13,8 @@ from dataclasses import dataclass
 import numpy as np
 from amaranth.sim import Simulator
 
-from model.formats import Settings
-from model.quantize import as_bits, resolve
+from sfp.model.formats import Settings
+from sfp.model.quantize import as_bits, resolve
 
 from .params import HwParams, cfg_fields
 

@@ -1,7 +1,7 @@
 """Top-level wrappers with flat AXI4-Stream-style port names, and the Verilog generator.
 
-:class:`PackerTop` / :class:`UnpackerTop` wrap :class:`hw.packer.Packer` /
-:class:`hw.unpacker.Unpacker` so that the generated Verilog has the port
+:class:`PackerTop` / :class:`UnpackerTop` wrap :class:`sfp.hw.packer.Packer` /
+:class:`sfp.hw.unpacker.Unpacker` so that the generated Verilog has the port
 names a user expects (``s_axis_tdata``, ``s_axis_tvalid``, ``cfg_man_bits``,
 ``status_negative`` ...) instead of Amaranth's flattened ``s_axis__payload``.
 Clock and reset are ``clk`` and ``rst`` (synchronous, active high).
@@ -16,7 +16,7 @@ and description)::
 Gecko builds (``HwParams.gecko``, lanes 1, 2, 4 or 8) have the same packer
 ports and one more unpacker port, the block-index input stream
 ``s_len_tdata/tlast/tvalid/tready`` (the packer's ``m_len`` stream, every
-tensor's entries; see :class:`hw.unpacker.Unpacker`).
+tensor's entries; see :class:`sfp.hw.unpacker.Unpacker`).
 
 Lint: both files pass ``verilator --lint-only -Wall`` with these waivers, with and without Gecko
 (checked by ``tests/test_hw_packer.py::test_generated_verilog_lint``), all
@@ -84,7 +84,7 @@ def _connect_cfg(m: Module, top, cfg) -> None:
 
 
 class PackerTop(wiring.Component):
-    """:class:`hw.packer.Packer` with flat AXI4-Stream port names (see :func:`port_table`).
+    """:class:`sfp.hw.packer.Packer` with flat AXI4-Stream port names (see :func:`port_table`).
 
     ``s_axis_tdata`` holds N source values, lane j in bits ``[j*SW +: SW]``
     (SW = source width); ``s_axis_tkeep`` has one bit per lane (not per
@@ -132,7 +132,7 @@ class PackerTop(wiring.Component):
 
 
 class UnpackerTop(wiring.Component):
-    """:class:`hw.unpacker.Unpacker` with flat AXI4-Stream port names (see :func:`port_table`).
+    """:class:`sfp.hw.unpacker.Unpacker` with flat AXI4-Stream port names (see :func:`port_table`).
 
     With ``p.gecko`` it also has ``s_len_tdata`` (32), ``s_len_tlast``,
     ``s_len_tvalid`` (in) and ``s_len_tready`` (out): the block index.

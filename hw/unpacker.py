@@ -1,10 +1,10 @@
 """The unpacker: a tensor's DRAM image (W-bit words) in, N reconstructed source values per beat out.
 
-:class:`hw.wordunpack.WordUnpacker` cuts the records out of the words and
-splits their fields; N :class:`hw.lane.Dequantizer` lanes rebuild the
+:class:`sfp.hw.wordunpack.WordUnpacker` cuts the records out of the words and
+splits their fields; N :class:`sfp.hw.lane.Dequantizer` lanes rebuild the
 source bit patterns (format.md 3.7).  The output is exactly
-``model.quantize.quantize(x, settings, strict=False)``.  Built with
-``HwParams.gecko``, :class:`hw.gecko_unpack.GeckoDecoder` takes the place of
+``sfp.model.quantize.quantize(x, settings, strict=False)``.  Built with
+``HwParams.gecko``, :class:`sfp.hw.gecko_unpack.GeckoDecoder` takes the place of
 the WordUnpacker: it reads the Gecko layout (format.md 5) of tensors with
 ``cfg.gecko = 1`` and the plain layout of the others, and needs the block
 index on the extra ``s_len`` port.
@@ -34,9 +34,9 @@ class Unpacker(wiring.Component):
     Parameters
     ----------
     p : HwParams
-        The same elaboration parameters as the :class:`hw.packer.Packer`
+        The same elaboration parameters as the :class:`sfp.hw.packer.Packer`
         that wrote the images.  With ``p.gecko``: N in {1, 2, 4, 8}, B a
-        multiple of G = ``p.group`` (:class:`hw.params.ParamError` otherwise).
+        multiple of G = ``p.group`` (:class:`sfp.hw.params.ParamError` otherwise).
 
     Ports
     -----

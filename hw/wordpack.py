@@ -1,6 +1,6 @@
 """Word assembly of the packer: N variable-width records per beat into W-bit memory words.
 
-:class:`WordPacker` is the back half of :class:`hw.packer.Packer`.  It knows
+:class:`WordPacker` is the back half of :class:`sfp.hw.packer.Packer`.  It knows
 nothing about floating point: it takes beats of up to N *records* of
 ``v = s + e + m`` bits each (format.md 4.2, already formed and zero above
 ``v``), concatenates them LSB-first into the bit stream (format.md 4.1),

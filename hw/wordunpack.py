@@ -1,6 +1,6 @@
 """Word disassembly of the unpacker: W-bit memory words back into N records (fields) per beat.
 
-:class:`WordUnpacker` is the front half of :class:`hw.unpacker.Unpacker`.
+:class:`WordUnpacker` is the front half of :class:`sfp.hw.unpacker.Unpacker`.
 It reads the little-endian W-bit words of a tensor's image (format.md 4),
 cuts N records of ``v = s + e + m`` bits per beat out of the bit stream,
 splits each into its sign, exponent-code and mantissa fields, and skips
@@ -34,7 +34,7 @@ def field_beat_layout(p: HwParams) -> data.StructLayout:
 def split_records(m: Module, raw, v, nrec: int, width: int, prefix: str = "split"):
     """Records ``(raw >> j*v)[:width]`` for j < nrec with a log2(nrec)-deep tree of shifters.
 
-    The mirror of :func:`hw.wordpack.concat_records`: each level splits a
+    The mirror of :func:`sfp.hw.wordpack.concat_records`: each level splits a
     chunk of ``k`` records into its low half (unchanged, truncated) and its
     high half (shifted down by ``(k/2)*v``, a constant shift of ``v``).
     """

@@ -4,7 +4,7 @@ A *source format* is the IEEE-style binary floating-point format a tensor
 lives in on chip (bfloat16, float32, float16).  A *container* is the
 narrower format the tensor is stored in off chip; its shape is fixed by a
 :class:`Settings`.  Everything here is plain data: the bit-level semantics
-are in :mod:`model.quantize` and :mod:`model.bitstream`, and the normative
+are in :mod:`sfp.model.quantize` and :mod:`sfp.model.bitstream`, and the normative
 text is ``docs/format.md``.
 """
 
@@ -79,7 +79,7 @@ class Settings:
     ``man_bits`` and ``exp_bits`` default to the source's full widths
     (capped at 8 exponent bits), which with ``exp_base=0`` is lossless for
     every finite normal input.  ``exp_base`` may be ``"auto"`` until the
-    tensor is seen; :func:`model.quantize.resolve` replaces it with an int.
+    tensor is seen; :func:`sfp.model.quantize.resolve` replaces it with an int.
     """
 
     source: str = "bf16"

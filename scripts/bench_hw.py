@@ -18,11 +18,11 @@ import sys
 import ml_dtypes
 import numpy as np
 
-from hw.params import HwParams
-from hw.simulate import run_packer, run_unpacker
-from model.container import encode_image
-from model.formats import Settings
-from model.quantize import quantize, resolve
+from sfp.hw.params import HwParams
+from sfp.hw.simulate import run_packer, run_unpacker
+from sfp.model.container import encode_image
+from sfp.model.formats import Settings
+from sfp.model.quantize import quantize, resolve
 
 CONFIGS = [
     HwParams(source="bf16", lanes=8, word=128, block=256),
@@ -43,7 +43,7 @@ SETTINGS = [
 
 
 def tensor(source: str, n: int) -> np.ndarray:
-    from train.tensors import ensure_tensors
+    from sfp.train.tensors import ensure_tensors
     x = np.load(ensure_tensors())["epoch10/act/relu2.out"].reshape(-1)[:n]
     return x.astype(ml_dtypes.bfloat16) if source == "bf16" else x.astype(np.float32)
 

@@ -19,8 +19,8 @@ import time
 import ml_dtypes
 import numpy as np
 
-from model.container import decode, encode
-from model.formats import Settings
+from sfp.model.container import decode, encode
+from sfp.model.formats import Settings
 
 CASES = {
     "lossless (m7 e8)": Settings(exp_base=0),

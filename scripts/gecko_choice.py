@@ -4,7 +4,7 @@ For every tensor of the training dump, the exponent codes (after rounding to
 bf16 and the container's exponent window) are coded by each candidate; the
 table gives exponent bits per value, headers included, totalled per kind of
 tensor, beside the order-0 entropy of each tensor's codes (value-weighted),
-and the ratio to it.  The chosen scheme is the model's own ``model.gecko``;
+and the ratio to it.  The chosen scheme is the model's own ``sfp.model.gecko``;
 the others are computed here, as bit counts only.
 
     python scripts/gecko_choice.py [--tensors FILE.npz] [--exp-bits 8 4 3]
@@ -18,10 +18,10 @@ import sys
 import ml_dtypes
 import numpy as np
 
-from model import gecko
-from model.formats import Settings
-from model.quantize import as_bits, to_fields
-from model.stats import entropy_bits
+from sfp.model import gecko
+from sfp.model.formats import Settings
+from sfp.model.quantize import as_bits, to_fields
+from sfp.model.stats import entropy_bits
 
 
 def _groups(c: np.ndarray, G: int):
@@ -92,7 +92,7 @@ def main(argv=None):
     args = ap.parse_args(argv)
     path = args.tensors
     if path is None:
-        from train.tensors import ensure_tensors
+        from sfp.train.tensors import ensure_tensors
         path = str(ensure_tensors())
     print(f"tensors: {path}", file=sys.stderr)
     print(table(measure(path, args.exp_bits)))

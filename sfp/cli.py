@@ -18,7 +18,7 @@ import zipfile
 
 import numpy as np
 
-from model.formats import FormatError, ROUNDINGS, SOURCES, WORD_SIZES, Settings
+from sfp.model.formats import FormatError, ROUNDINGS, SOURCES, WORD_SIZES, Settings
 
 EXIT_USAGE = 2
 
@@ -154,7 +154,7 @@ def settings_from(args, source: str) -> Settings:
 # -- commands ------------------------------------------------------------------
 
 def cmd_encode(args) -> int:
-    from model.container import encode
+    from sfp.model.container import encode
     x, source = source_of(load_npy(args.input), args.source)
     data = encode(x, settings_from(args, source))
     write_atomic(args.output, lambda f: f.write(data))
@@ -163,7 +163,7 @@ def cmd_encode(args) -> int:
 
 
 def cmd_decode(args) -> int:
-    from model.container import decode
+    from sfp.model.container import decode
     try:
         with open(args.input, "rb") as f:
             data = f.read()
@@ -193,7 +193,7 @@ def stats_table(rows: list[tuple[str, dict]]) -> str:
 
 
 def cmd_stats(args) -> int:
-    from model.stats import combine, footprint
+    from sfp.model.stats import combine, footprint
     tensors = load_tensors(args.input)
     rows = []
     for name, arr in tensors.items():

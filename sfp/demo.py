@@ -22,10 +22,10 @@ import time
 import ml_dtypes
 import numpy as np
 
-from model.container import decode, encode
-from model.formats import Settings
-from model.quantize import quantize
-from model.stats import combine, footprint
+from sfp.model.container import decode, encode
+from sfp.model.formats import Settings
+from sfp.model.quantize import quantize
+from sfp.model.stats import combine, footprint
 
 DEMO_TENSOR = "epoch10/act/relu2.out"
 
@@ -67,7 +67,7 @@ def run_demo(args) -> int:
         path = args.tensors
     else:
         try:
-            from train.tensors import ensure_tensors
+            from sfp.train.tensors import ensure_tensors
         except ImportError:
             raise CliError("the demo needs the training extra (pip install -e '.[train]') or --tensors FILE.npz")
         _say("demo: training tensors (digits CNN; cached after the first run) ...")
@@ -114,11 +114,11 @@ def run_demo(args) -> int:
 
 
 def _hardware(x) -> None:
-    from hw.params import HwParams
-    from hw.simulate import run_packer, run_unpacker
-    from hw.top import generate_verilog
-    from model.container import encode_image
-    from model.quantize import resolve
+    from sfp.hw.params import HwParams
+    from sfp.hw.simulate import run_packer, run_unpacker
+    from sfp.hw.top import generate_verilog
+    from sfp.model.container import encode_image
+    from sfp.model.quantize import resolve
 
     xs = np.ascontiguousarray(x.reshape(-1)[:HW_VALUES])
     for p in (HwParams(), HwParams(gecko=True)):
@@ -148,7 +148,7 @@ def _hardware(x) -> None:
 
 def _training() -> None:
     try:
-        from train.run import run
+        from sfp.train.run import run
     except ImportError:
         print("\n(training skipped: the training extra is not installed)")
         return
@@ -161,9 +161,9 @@ def _training() -> None:
 
 
 def _area() -> None:
-    from hw.params import HwParams
+    from sfp.hw.params import HwParams
     try:
-        from synth.flow import run_config
+        from sfp.synth.flow import run_config
         from sfp.synth_cmd import report_text
     except ImportError:
         print("\n(area report skipped: the synthesis extra is not installed)")

@@ -32,7 +32,7 @@ def load_config(path: str | None, *, sweep: bool = False):
     obj = load_json(path)
     if sweep:
         return obj
-    from synth.flow import params_from_dict
+    from sfp.synth.flow import params_from_dict
     try:
         return params_from_dict(obj)
     except (ValueError, TypeError) as exc:
@@ -47,8 +47,8 @@ def _fmt(v) -> str:
 
 def report_text(res: dict) -> str:
     """The human-readable report of one configuration."""
-    from hw.params import HwParams
-    from synth.sweep import throughput_gbs
+    from sfp.hw.params import HwParams
+    from sfp.synth.sweep import throughput_gbs
     p = HwParams(**res["params"])
     t = res["target"]
     lines = [f"configuration: {json.dumps(res['params'])}", f"target: {t}   tool: {res['tool']}"]
@@ -86,7 +86,7 @@ def report_text(res: dict) -> str:
 
 def cmd_synth(args) -> int:
     CliError = _cli_error()
-    from synth.tools import ToolError
+    from sfp.synth.tools import ToolError
     if args.liberty and not os.path.isfile(args.liberty):
         raise CliError(f"{args.liberty}: no such file")
     if args.liberty and args.target != "generic":
@@ -97,7 +97,7 @@ def cmd_synth(args) -> int:
     progress = None if args.quiet else _say
     try:
         if args.sweep:
-            from synth.sweep import grid, run_sweep, write_outputs
+            from sfp.synth.sweep import grid, run_sweep, write_outputs
             try:
                 configs = grid(load_config(args.config, sweep=True))
             except ValueError as exc:
@@ -115,8 +115,8 @@ def cmd_synth(args) -> int:
             if failed:
                 raise CliError(f"{failed} sweep job(s) failed (see the table)")
             return 0
-        from hw.params import HwParams
-        from synth.flow import run_config
+        from sfp.hw.params import HwParams
+        from sfp.synth.flow import run_config
         p = load_config(args.config) or HwParams()
         try:
             res = run_config(p, args.target, args.outdir, pnr=args.pnr, liberty=args.liberty,
@@ -133,7 +133,7 @@ def cmd_board(args) -> int:
     CliError = _cli_error()
     if args.name not in BOARDS:
         raise CliError(f"unknown board {args.name!r} (known: {', '.join(BOARDS)})")
-    from hw.board import BoardError, build_ulx3s
+    from sfp.hw.board import BoardError, build_ulx3s
     p = load_config(args.config)
     try:
         info = build_ulx3s(p, args.outdir, progress=None if args.quiet else _say)
@@ -145,7 +145,7 @@ def cmd_board(args) -> int:
 
 
 def register(sub) -> None:
-    from synth.yosys import TARGETS
+    from sfp.synth.yosys import TARGETS
     s = sub.add_parser("synth", help="synthesize the packer/unpacker: area per unit, optionally Fmax after place and route",
                        description="Area per unit with Yosys (generic gates/kGE, ecp5, ice40, xilinx); --pnr places "
                                    "and routes with nextpnr for post-route Fmax.  See docs/synthesis.md.")

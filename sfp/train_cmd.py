@@ -96,7 +96,7 @@ def cmd_train(args) -> int:
     if not os.access(out, os.W_OK):
         raise CliError(f"--out {out}: not writable")
 
-    from train.run import plot_run, run
+    from sfp.train.run import plot_run, run
     log = None if args.json else (lambda s: print(s, file=sys.stderr, flush=True))
     result = run(args.task, args.method, args.epochs, args.seed, log=log, **knobs)
     s = summary(result, args.gecko)

@@ -29,7 +29,7 @@ the top module has the ports::
 * ``always_ready=True`` / ``always_valid=True`` members are constants and have
   no port; pass ``ready=None`` / leave ``valid`` driven high accordingly.
   (Plain ``verilog.convert`` rejects such constant ports on the *top level*;
-  :func:`sim_tests.harness.write_verilog` drops them.)
+  :func:`sfp.sim_tests.harness.write_verilog` drops them.)
 
 The classes take the signal handles explicitly (``dut.s_axis__valid`` …), so
 they work with any naming (hand-written Verilog, ``tvalid``/``tready``, …).

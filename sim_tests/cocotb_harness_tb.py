@@ -6,9 +6,9 @@ import cocotb
 from cocotb.clock import Clock
 from cocotb.triggers import ClockCycles, RisingEdge
 
-from sim_tests.axis import StreamDriver, StreamSink, check_beats
-from sim_tests.harness import sim_params
-from sim_tests.test_harness import beat_layout
+from sfp.sim_tests.axis import StreamDriver, StreamSink, check_beats
+from sfp.sim_tests.harness import sim_params
+from sfp.sim_tests.test_harness import beat_layout
 
 
 async def reset(dut, cycles: int = 3) -> None:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import cocotb
 from cocotb.triggers import ClockCycles, ReadOnly, RisingEdge
 
-from sim_tests.cocotb_packer_tb import FlatDriver, FlatSink, Tensors, _bit, compare, start
+from sfp.sim_tests.cocotb_packer_tb import FlatDriver, FlatSink, Tensors, _bit, compare, start
 
 
 @cocotb.test()

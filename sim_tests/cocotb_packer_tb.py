@@ -16,7 +16,7 @@ import cocotb
 from cocotb.clock import Clock
 from cocotb.triggers import ClockCycles, ReadOnly, RisingEdge
 
-from sim_tests.harness import sim_data, sim_params
+from sfp.sim_tests.harness import sim_data, sim_params
 
 JUNK_CFG = {"man_bits": 31, "exp_bits": 15, "exp_base": 255, "sign": 1, "specials": 0, "rounding": 3,
             "gecko": 1, "seed": 0xDEADBEEF, "length": 7}

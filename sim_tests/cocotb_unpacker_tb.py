@@ -4,7 +4,7 @@ Inputs are the golden model's images (``encode_image(...).payload``) and,
 in Gecko builds, their block indexes on ``s_len`` (``.block_words``, every
 tensor's, with its own random stalls); the output must equal
 ``quantize(x, s, strict=False)``.  Helpers and data
-conventions: :mod:`sim_tests.cocotb_packer_tb`.
+conventions: :mod:`sfp.sim_tests.cocotb_packer_tb`.
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from __future__ import annotations
 import cocotb
 from cocotb.triggers import ClockCycles
 
-from sim_tests.cocotb_packer_tb import FlatDriver, FlatSink, Tensors, _bit, compare, do_reset, start
+from sfp.sim_tests.cocotb_packer_tb import FlatDriver, FlatSink, Tensors, _bit, compare, do_reset, start
 
 OUT = ["data", "keep", "last"]
 

@@ -2,19 +2,19 @@
 
 Pytest side::
 
-    from sim_tests.harness import run_sim, SIMULATORS
+    from sfp.sim_tests.harness import run_sim, SIMULATORS
 
     @pytest.mark.parametrize("simulator", SIMULATORS)
     def test_fifo(simulator):
         run_sim(lambda: MyFifo(width=8, depth=4),
                 top="fifo", key="fifo_w8_d4",
-                test_module="sim_tests.cocotb_fifo_tb",
+                test_module="sfp.sim_tests.cocotb_fifo_tb",
                 simulator=simulator,
                 params={"width": 8}, data={"stimulus": arr})
 
 cocotb side (``sim_tests/cocotb_fifo_tb.py``)::
 
-    from sim_tests.harness import sim_params, sim_data
+    from sfp.sim_tests.harness import sim_params, sim_data
     params = sim_params()          # {"width": 8}
     arrays = sim_data()            # numpy NpzFile with "stimulus"
 
@@ -239,7 +239,7 @@ def run_sim(
         (``build/sim/<key>/<simulator>/``).
     test_module:
         Dotted name of the module with the ``@cocotb.test()`` coroutines
-        (e.g. ``"sim_tests.cocotb_harness_tb"``), or the module object.
+        (e.g. ``"sfp.sim_tests.cocotb_harness_tb"``), or the module object.
     simulator:
         ``"icarus"`` or ``"verilator"``.
     testcase:

@@ -3,7 +3,7 @@
 Everything here is plain NumPy on top of ``model``: the expected DRAM words
 and block lengths of a tensor, the expected unpacker output, the records the
 word packer is fed with in its stand-alone tests, the ``cfg`` port value of a
-:class:`model.formats.Settings`, and stimulus tensors (real training tensors
+:class:`sfp.model.formats.Settings`, and stimulus tensors (real training tensors
 and adversarial patterns).
 """
 
@@ -13,9 +13,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from model.container import encode_image
-from model.formats import SOURCES, Settings
-from model.quantize import as_bits, quantize, to_fields
+from sfp.model.container import encode_image
+from sfp.model.formats import SOURCES, Settings
+from sfp.model.quantize import as_bits, quantize, to_fields
 
 __all__ = [
     "Case", "make_case", "cfg_value", "records", "payload_words", "beats_of",
@@ -26,7 +26,7 @@ ROUNDING_CODE = {"rne": 0, "rz": 1, "stochastic": 2}
 
 
 def cfg_value(s: Settings, length: int) -> dict:
-    """The ``cfg`` port (``hw.params.config_layout``) for resolved settings ``s``."""
+    """The ``cfg`` port (``sfp.hw.params.config_layout``) for resolved settings ``s``."""
     assert s.exp_base != "auto"
     return {
         "man_bits": s.man_bits, "exp_bits": s.exp_bits, "exp_base": int(s.exp_base),
@@ -201,7 +201,7 @@ def real_tensor_bits(source: str, keys_like: str, n: int, offset: int = 0) -> np
 
     float32 arrays are rounded to bf16 (round to nearest even, ml_dtypes) for bf16.
     """
-    from train.tensors import ensure_tensors
+    from sfp.train.tensors import ensure_tensors
 
     with np.load(ensure_tensors()) as z:
         key = next(k for k in sorted(z.files) if keys_like in k)

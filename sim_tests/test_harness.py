@@ -11,7 +11,7 @@ from amaranth import Module
 from amaranth.lib import data, fifo, stream, wiring
 from amaranth.lib.wiring import In, Out
 
-from sim_tests.harness import SIMULATORS, run_sim
+from sfp.sim_tests.harness import SIMULATORS, run_sim
 
 
 def beat_layout(width: int) -> data.StructLayout:
@@ -61,7 +61,7 @@ def test_stream_fifo_pipe(simulator):
         lambda: FifoPipe(width=width, depth=depth),
         top="fifo_pipe",
         key=f"harness_fifo_pipe_w{width}_d{depth}",
-        test_module="sim_tests.cocotb_harness_tb",
+        test_module="sfp.sim_tests.cocotb_harness_tb",
         simulator=simulator,
         params={"width": width, "depth": depth, "n_beats": 300},
     )

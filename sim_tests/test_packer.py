@@ -1,6 +1,6 @@
 """RTL simulations of the packer, the unpacker and packer -> unpacker, on the AXI-named tops.
 
-cocotb 2.x over the Verilog that ``hw.top`` generates (module names
+cocotb 2.x over the Verilog that ``sfp.hw.top`` generates (module names
 ``sfp_packer`` / ``sfp_unpacker``), under Icarus and Verilator, for several
 hardware configurations.  Everything expected comes from the golden model:
 packer words == ``encode_image(...).payload``, block lengths ==
@@ -37,11 +37,11 @@ from amaranth import Module
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
-from hw.params import HwParams, config_layout
-from hw.top import PackerTop, UnpackerTop
-from model.formats import Settings
-from sim_tests.harness import SIMULATORS, run_sim
-from sim_tests.packer_ref import GECKO_KINDS, adversarial_bits, gecko_adversarial_bits, make_case, real_tensor_bits
+from sfp.hw.params import HwParams, config_layout
+from sfp.hw.top import PackerTop, UnpackerTop
+from sfp.model.formats import Settings
+from sfp.sim_tests.harness import SIMULATORS, run_sim
+from sfp.sim_tests.packer_ref import GECKO_KINDS, adversarial_bits, gecko_adversarial_bits, make_case, real_tensor_bits
 
 CONFIGS = {
     "bf16_n8_w128": HwParams(source="bf16", lanes=8, word=128, block=256),     # the default
@@ -58,7 +58,7 @@ if os.environ.get("SFP_SIM_CONFIG"):
     # `sfp sim --config FILE`: the regression for that one configuration.
     import json
 
-    from hw.params import params_from_dict
+    from sfp.hw.params import params_from_dict
 
     with open(os.environ["SFP_SIM_CONFIG"]) as _f:
         CONFIGS = {"custom": params_from_dict(json.load(_f))}
@@ -253,13 +253,13 @@ def _run_sim(p, meta, data, key, simulator, factory, top, module):
 @pytest.mark.parametrize("simulator", SIMULATORS)
 @pytest.mark.parametrize("name", list(CONFIGS))
 def test_packer_rtl(name, simulator):
-    _run(name, simulator, "sfp_packer", PackerTop, "sfp_packer", "sim_tests.cocotb_packer_tb")
+    _run(name, simulator, "sfp_packer", PackerTop, "sfp_packer", "sfp.sim_tests.cocotb_packer_tb")
 
 
 @pytest.mark.parametrize("simulator", SIMULATORS)
 @pytest.mark.parametrize("name", list(CONFIGS))
 def test_unpacker_rtl(name, simulator):
-    _run(name, simulator, "sfp_unpacker", UnpackerTop, "sfp_unpacker", "sim_tests.cocotb_unpacker_tb")
+    _run(name, simulator, "sfp_unpacker", UnpackerTop, "sfp_unpacker", "sfp.sim_tests.cocotb_unpacker_tb")
 
 
 class LoopbackTop(wiring.Component):
@@ -334,4 +334,4 @@ LOOPBACK_CONFIGS = [n for n in ("bf16_n8_w128", "fp32_n2_w64", "bf16_n8_w128_gec
 @pytest.mark.parametrize("simulator", SIMULATORS)
 @pytest.mark.parametrize("name", LOOPBACK_CONFIGS)
 def test_loopback_rtl(name, simulator):
-    _run(name, simulator, "sfp_loopback", LoopbackTop, "sfp_loopback", "sim_tests.cocotb_loopback_tb")
+    _run(name, simulator, "sfp_loopback", LoopbackTop, "sfp_loopback", "sfp.sim_tests.cocotb_loopback_tb")

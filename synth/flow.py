@@ -14,7 +14,7 @@ from typing import Callable
 
 from amaranth.back import verilog
 
-from hw.params import params_from_dict, HwParams
+from sfp.hw.params import params_from_dict, HwParams
 
 from .pnr import DEVICES, place_and_route
 from .tools import tool_version, yosys

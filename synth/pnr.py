@@ -1,4 +1,4 @@
-"""Place and route with nextpnr (ECP5, iCE40) on a :class:`~synth.units.ScanWrapper`'d unit.
+"""Place and route with nextpnr (ECP5, iCE40) on a :class:`~sfp.synth.units.ScanWrapper`'d unit.
 
 Devices: ECP5 LFE5U-85F, speed grade 6, CABGA381 (the ULX3S-85F's part);
 iCE40 HX8K in CT256 (the largest iCE40 HX).  The clock is constrained with

@@ -1,7 +1,7 @@
 """Sweeps: many configurations, jobs in parallel worker processes, a table and a plot.
 
 A sweep is a list of HwParams dicts (:func:`grid`); every (configuration,
-unit) pair is one job of :func:`synth.flow.run_job`, run by a
+unit) pair is one job of :func:`sfp.synth.flow.run_job`, run by a
 ``ProcessPoolExecutor`` with one worker per core.  The results are written
 as JSON, a Markdown table and a PNG plot of area against N and W.
 """
@@ -15,7 +15,7 @@ import os
 import time
 from typing import Callable
 
-from hw.params import HwParams
+from sfp.hw.params import HwParams
 
 from .flow import config_tag, params_from_dict, run_job, total_of
 from .tools import tool_version, yosys
@@ -73,7 +73,7 @@ def throughput_gbs(p: HwParams, fmax_mhz: float | None) -> float | None:
 def run_sweep(configs: list[dict], target: str, outdir: str, *, pnr: bool = False, liberty: str | None = None,
               unit_names: list[str] | None = None, jobs: int | None = None, freq_mhz: float = 200.0,
               progress: Callable[[str], None] | None = None) -> list[dict]:
-    """Every unit of every configuration; one result per configuration (as :func:`synth.flow.run_config`)."""
+    """Every unit of every configuration; one result per configuration (as :func:`sfp.synth.flow.run_config`)."""
     todo = []
     for d in configs:
         p = params_from_dict(d)

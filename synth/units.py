@@ -29,23 +29,23 @@ from amaranth.hdl import Cat, UnusedElaboratable, ClockDomain, Elaboratable, Mod
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In
 
-from hw.params import HwParams
+from sfp.hw.params import HwParams
 
 __all__ = ["units", "all_units", "ScanWrapper", "DEFAULT_UNITS", "port_bits"]
 
 #: (module, class, how to construct it): ``"p"`` -> cls(p), ``"lanes"`` -> cls(p.lanes)
 _CATALOGUE = {
-    "packer": ("hw.top", "PackerTop", "p"),          # hw.packer.Packer with the AXI port names
-    "unpacker": ("hw.top", "UnpackerTop", "p"),
-    "quantizer": ("hw.lane", "Quantizer", "p"),
-    "dequantizer": ("hw.lane", "Dequantizer", "p"),
-    "prng": ("hw.prng", "StochasticSource", "lanes"),
-    "wordpacker": ("hw.wordpack", "WordPacker", "p"),
-    "wordunpacker": ("hw.wordunpack", "WordUnpacker", "p"),
+    "packer": ("sfp.hw.top", "PackerTop", "p"),          # hw.packer.Packer with the AXI port names
+    "unpacker": ("sfp.hw.top", "UnpackerTop", "p"),
+    "quantizer": ("sfp.hw.lane", "Quantizer", "p"),
+    "dequantizer": ("sfp.hw.lane", "Dequantizer", "p"),
+    "prng": ("sfp.hw.prng", "StochasticSource", "lanes"),
+    "wordpacker": ("sfp.hw.wordpack", "WordPacker", "p"),
+    "wordunpacker": ("sfp.hw.wordunpack", "WordUnpacker", "p"),
     # Gecko: the encoder/decoder take the word packer's/unpacker's place when Gecko is built,
     # so Gecko's share = gecko_encoder - wordpacker (+ gecko_decoder - wordunpacker).
-    "gecko_encoder": ("hw.gecko_pack", "GeckoEncoder", "p"),
-    "gecko_decoder": ("hw.gecko_unpack", "GeckoDecoder", "p"),
+    "gecko_encoder": ("sfp.hw.gecko_pack", "GeckoEncoder", "p"),
+    "gecko_decoder": ("sfp.hw.gecko_unpack", "GeckoDecoder", "p"),
 }
 
 #: Reported by default when available; else the lanes (see :func:`units`).
@@ -111,7 +111,7 @@ def units(p: HwParams, names: list[str] | None = None) -> dict[str, Callable[[Hw
 
 
 #: The tops build their core in elaborate(): construct the core to see whether it accepts p.
-_CORE = {"packer": ("hw.packer", "Packer"), "unpacker": ("hw.unpacker", "Unpacker")}
+_CORE = {"packer": ("sfp.hw.packer", "Packer"), "unpacker": ("sfp.hw.unpacker", "Unpacker")}
 
 
 def _probe(f, p: HwParams, name: str | None = None) -> None:

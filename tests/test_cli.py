@@ -19,8 +19,8 @@ import ml_dtypes
 import numpy as np
 import pytest
 
-from model.formats import Settings
-from model.quantize import quantize
+from sfp.model.formats import Settings
+from sfp.model.quantize import quantize
 
 ROOT = Path(__file__).resolve().parents[1]
 

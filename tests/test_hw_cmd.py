@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from hw.params import HwParams
-from sim_tests.simenv import sim_env
+from sfp.hw.params import HwParams
+from sfp.sim_tests.simenv import sim_env
 
 ROOT = Path(__file__).resolve().parent.parent
 

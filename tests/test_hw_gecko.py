@@ -1,9 +1,9 @@
 """amaranth.sim tests of the Gecko encoder and decoder (hw/gecko_pack.py, hw/gecko_unpack.py) vs the golden model.
 
-Expected words/lengths come from ``model.blocks.pack_image`` (what
-``model.container.encode_image`` packs; checked equal to ``encode_image``'s
+Expected words/lengths come from ``sfp.model.blocks.pack_image`` (what
+``sfp.model.container.encode_image`` packs; checked equal to ``encode_image``'s
 payload for the real tensors) and expected fields from
-``model.quantize.to_fields``.  Stimuli: real training tensors (bf16) and
+``sfp.model.quantize.to_fields``.  Stimuli: real training tensors (bf16) and
 fields with adversarial exponent patterns built directly (every Gecko
 mode, b = 0 groups, escapes, blocks that fall back to plain).
 """
@@ -17,12 +17,12 @@ import numpy as np
 import pytest
 from amaranth.sim import Simulator
 
-from hw.gecko_pack import GeckoEncoder
-from hw.params import HwParams, ParamError
-from model import bitpack, gecko
-from model.blocks import pack_image, unpack_image
-from model.formats import Settings
-from model.quantize import Fields, as_bits, to_fields
+from sfp.hw.gecko_pack import GeckoEncoder
+from sfp.hw.params import HwParams, ParamError
+from sfp.model import bitpack, gecko
+from sfp.model.blocks import pack_image, unpack_image
+from sfp.model.formats import Settings
+from sfp.model.quantize import Fields, as_bits, to_fields
 from streams import collector, run_sim, send  # noqa: E402  (tests/streams.py)
 
 # -- stimulus --------------------------------------------------------------------
@@ -79,7 +79,7 @@ def real_fields(key_like: str, n: int, offset: int, s: Settings):
     """(fields, resolved settings, bf16 bits) of ``n`` values of a real training tensor."""
     import ml_dtypes
 
-    from train.tensors import ensure_tensors
+    from sfp.train.tensors import ensure_tensors
 
     if key_like not in _REAL:
         with np.load(ensure_tensors()) as z:
@@ -220,7 +220,7 @@ def test_encoder_back_to_back(p, stall):
 
 
 def _plain_words(f, s):
-    from model.blocks import block_counts
+    from sfp.model.blocks import block_counts
     counts = block_counts(f.code.size, s.block)
     pw = (counts * s.value_bits + s.word - 1) // s.word
     return pw, expected_image(f, s)[1]
@@ -230,7 +230,7 @@ def _plain_words(f, s):
 
 def run_decoder(p: HwParams, tensors, *, idle=0.0, ready=1.0, seed=0, out_times=None):
     """Feed the model images of ``tensors`` [(fields, settings)]; return the output beats as dicts."""
-    from hw.gecko_unpack import GeckoDecoder
+    from sfp.hw.gecko_unpack import GeckoDecoder
 
     dut = GeckoDecoder(p)
     beats = []
@@ -333,7 +333,7 @@ REAL = [("act/relu2.out", 3001, 0, dict()),                                  # R
 
 
 def _real_tensors(p):
-    from model.container import encode_image
+    from sfp.model.container import encode_image
 
     out = []
     for key, n, off, kw in REAL:

@@ -11,12 +11,12 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from hw.params import HwParams
-from hw.simulate import run_packer, run_unpacker
-from model.container import encode_image
-from model.formats import Settings
-from model.quantize import quantize
-from sim_tests.packer_ref import GECKO_KINDS, gecko_adversarial_bits
+from sfp.hw.params import HwParams
+from sfp.hw.simulate import run_packer, run_unpacker
+from sfp.model.container import encode_image
+from sfp.model.formats import Settings
+from sfp.model.quantize import quantize
+from sfp.sim_tests.packer_ref import GECKO_KINDS, gecko_adversarial_bits
 
 
 @pytest.mark.parametrize("kind", GECKO_KINDS)

@@ -16,11 +16,11 @@ from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 from amaranth.sim import Simulator
 
-from hw.lane import Dequantizer, LaneConfig, Quantizer, cfg_supported
-from hw.params import ROUNDING_CODES, HwParams, config_layout, fields_layout
-from hw.prng import StochasticSource
-from model.formats import Settings
-from model.quantize import Fields, from_fields, quantize, stochastic_bits, to_fields
+from sfp.hw.lane import Dequantizer, LaneConfig, Quantizer, cfg_supported
+from sfp.hw.params import ROUNDING_CODES, HwParams, config_layout, fields_layout
+from sfp.hw.prng import StochasticSource
+from sfp.model.formats import Settings
+from sfp.model.quantize import Fields, from_fields, quantize, stochastic_bits, to_fields
 
 WEYL = 0x9E3779B9
 

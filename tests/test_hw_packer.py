@@ -1,7 +1,7 @@
 """Fast amaranth.sim tests of the packer/unpacker datapaths (the quick inner loop).
 
 The RTL simulations over the generated Verilog are in ``sim_tests/test_packer.py``.
-Expected results come from the golden model via ``sim_tests.packer_ref``.
+Expected results come from the golden model via ``sfp.sim_tests.packer_ref``.
 """
 
 from __future__ import annotations
@@ -11,10 +11,10 @@ import random
 import numpy as np
 import pytest
 
-from hw.params import HwParams
-from hw.wordpack import WordPacker
-from model.formats import Settings
-from sim_tests.packer_ref import adversarial_bits, make_case, records
+from sfp.hw.params import HwParams
+from sfp.hw.wordpack import WordPacker
+from sfp.model.formats import Settings
+from sfp.sim_tests.packer_ref import adversarial_bits, make_case, records
 from streams import collector, run_sim, send  # noqa: E402  (tests/streams.py)
 
 
@@ -105,9 +105,9 @@ def _word_beats(case):
 @pytest.mark.parametrize("p", WP_CONFIGS, ids=lambda p: f"{p.source}_N{p.lanes}_W{p.word}_B{p.block}")
 @pytest.mark.parametrize("stall", [False, True])
 def test_wordunpacker(p, stall):
-    from hw.wordunpack import WordUnpacker
-    from model.quantize import as_bits, to_fields
-    from sim_tests.packer_ref import cfg_value
+    from sfp.hw.wordunpack import WordUnpacker
+    from sfp.model.quantize import as_bits, to_fields
+    from sfp.sim_tests.packer_ref import cfg_value
 
     rng = np.random.default_rng(p.lanes * 5 + p.word)
     cases = []
@@ -162,7 +162,7 @@ JUNK_CFG = {"man_bits": 31, "exp_bits": 15, "exp_base": 255, "sign": 1, "special
 
 
 def value_beats(case, lanes):
-    from sim_tests.packer_ref import beats_of
+    from sfp.sim_tests.packer_ref import beats_of
 
     return [{"data": d, "keep": (1 << cnt) - 1, "last": last} for d, cnt, last in beats_of(case.bits, lanes)]
 
@@ -208,7 +208,7 @@ def unsupported_case(p, bits):
 
 
 def _unsup_cfg(c):
-    from sim_tests.packer_ref import cfg_value
+    from sfp.sim_tests.packer_ref import cfg_value
 
     d = cfg_value(c.settings, c.n)
     if not c.supported:
@@ -251,7 +251,7 @@ def _pid(p):
 @pytest.mark.parametrize("p", PK_CONFIGS, ids=_pid)
 @pytest.mark.parametrize("stall", [False, True])
 def test_packer(p, stall):
-    from hw.packer import Packer
+    from sfp.hw.packer import Packer
 
     rng = np.random.default_rng(p.lanes + p.word)
     cases = _pk_cases(p, rng)
@@ -288,7 +288,7 @@ def test_packer(p, stall):
 @pytest.mark.parametrize("p", PK_CONFIGS[:1], ids=_pid)
 def test_packer_status(p):
     """Flags per tensor: set by its values, replaced by the next tensor, refusal writes nothing."""
-    from hw.packer import Packer
+    from sfp.hw.packer import Packer
 
     rng = np.random.default_rng(3)
     neg = make_case(np.array([0x3F80, 0xBF80, 0x4000], np.uint32), _settings(p, dict(sign=False)))
@@ -315,7 +315,7 @@ def test_packer_status(p):
 @pytest.mark.parametrize("p", PK_CONFIGS, ids=_pid)
 @pytest.mark.parametrize("stall", [False, True])
 def test_unpacker(p, stall):
-    from hw.unpacker import Unpacker
+    from sfp.hw.unpacker import Unpacker
 
     rng = np.random.default_rng(p.lanes * 3 + p.word)
     cases = _pk_cases(p, rng)
@@ -363,8 +363,8 @@ TP_SETTINGS = [dict(), dict(man_bits=3, exp_bits=4, rounding="stochastic", seed=
 @pytest.mark.parametrize("p", PK_CONFIGS, ids=_pid)
 def test_throughput(p):
     """Packer: every cycle accepts a beat; unpacker: every cycle emits a beat (block and tensor boundaries too)."""
-    from hw.packer import Packer
-    from hw.unpacker import Unpacker
+    from sfp.hw.packer import Packer
+    from sfp.hw.unpacker import Unpacker
 
     rng = np.random.default_rng(21)
     cases = [make_case(adversarial_bits(p.source, rng, 3 * p.block + (i * 3) % p.lanes + 1 + 5 * p.lanes),
@@ -423,7 +423,7 @@ def _gk_settings(p: HwParams, gecko: bool, kw: dict) -> Settings:
 
 def _gk_cases(p, rng):
     """Gecko stress patterns and real tensors, Gecko on/off, a refused (Gecko) tensor, odd lengths."""
-    from sim_tests.packer_ref import gecko_adversarial_bits, real_tensor_bits
+    from sfp.sim_tests.packer_ref import gecko_adversarial_bits, real_tensor_bits
 
     cases = []
     for i, (gk, kw) in enumerate(GK_SETTINGS):
@@ -460,10 +460,10 @@ def len_driver(strm, entries, rng, idle_prob=0.0):
 
 
 def test_gecko_lanes_refused():
-    from hw.packer import Packer
-    from hw.params import ParamError
-    from hw.top import generate_verilog
-    from hw.unpacker import Unpacker
+    from sfp.hw.packer import Packer
+    from sfp.hw.params import ParamError
+    from sfp.hw.top import generate_verilog
+    from sfp.hw.unpacker import Unpacker
 
     p = HwParams(source="bf16", lanes=16, word=512, gecko=True)
     for cls in (Packer, Unpacker):
@@ -477,7 +477,7 @@ def test_gecko_lanes_refused():
 @pytest.mark.parametrize("stall", [False, True])
 def test_packer_gecko(p, stall):
     """Integrated Packer with Gecko: words == encode_image(...).payload, lengths == block_words."""
-    from hw.packer import Packer
+    from sfp.hw.packer import Packer
 
     rng = np.random.default_rng(p.lanes + p.word + 1)
     cases = _gk_cases(p, rng)
@@ -512,7 +512,7 @@ def test_packer_gecko(p, stall):
 @pytest.mark.parametrize("stall", [False, True])
 def test_unpacker_gecko(p, stall):
     """Integrated Unpacker with Gecko: words + s_len (the packer's lengths) in, quantize(x) out."""
-    from hw.unpacker import Unpacker
+    from sfp.hw.unpacker import Unpacker
 
     rng = np.random.default_rng(p.lanes * 5 + p.word)
     cases = _gk_cases(p, rng)
@@ -552,11 +552,11 @@ def test_unpacker_gecko(p, stall):
 
 def test_gecko_refusal_status():
     """Gecko build: a refused tensor drops its words and its block-index entries; the next decodes exactly."""
-    from hw.unpacker import Unpacker
+    from sfp.hw.unpacker import Unpacker
 
     p = GK_CONFIGS[0]
     rng = np.random.default_rng(5)
-    from sim_tests.packer_ref import gecko_adversarial_bits
+    from sfp.sim_tests.packer_ref import gecko_adversarial_bits
 
     s = _gk_settings(p, True, dict(exp_base=0))
     good = make_case(gecko_adversarial_bits(rng, 2 * p.block + 9, s), s)
@@ -591,12 +591,12 @@ def test_gecko_refusal_status():
 @pytest.mark.parametrize("p", GK_CONFIGS[:2], ids=_pid)
 def test_gecko_throughput(p):
     """Gecko on, long tensors back to back, no stalls: packer and unpacker at one beat per clock."""
-    from hw.packer import Packer
-    from hw.unpacker import Unpacker
-    from sim_tests.packer_ref import real_tensor_bits
+    from sfp.hw.packer import Packer
+    from sfp.hw.unpacker import Unpacker
+    from sfp.sim_tests.packer_ref import real_tensor_bits
 
     rng = np.random.default_rng(31)
-    from sim_tests.packer_ref import gecko_adversarial_bits
+    from sfp.sim_tests.packer_ref import gecko_adversarial_bits
 
     nt = 24 * p.block + 3
     s1 = _gk_settings(p, True, dict(exp_base=0))
@@ -644,7 +644,7 @@ def test_gecko_throughput(p):
 
 # -- generated Verilog: lint and compile ----------------------------------------
 
-from hw.top import LINT_WAIVERS  # noqa: E402  (waivers explained in hw/top.py)
+from sfp.hw.top import LINT_WAIVERS  # noqa: E402  (waivers explained in hw/top.py)
 
 
 @pytest.mark.parametrize("p", [HwParams(), HwParams(gecko=True), HwParams(source="fp32", lanes=4, gecko=True)],
@@ -654,8 +654,8 @@ def test_generated_verilog_lint(tmp_path, p):
     import shutil
     import subprocess
 
-    from hw.top import generate_verilog
-    from sim_tests.simenv import sim_env
+    from sfp.hw.top import generate_verilog
+    from sfp.sim_tests.simenv import sim_env
 
     man = generate_verilog(p, tmp_path)
     assert set(man["modules"]) == {"sfp_packer", "sfp_unpacker"}

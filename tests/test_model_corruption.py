@@ -19,8 +19,8 @@ import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings, strategies as st
 
-from model.container import decode, encode, parse
-from model.formats import FormatError, Settings
+from sfp.model.container import decode, encode, parse
+from sfp.model.formats import FormatError, Settings
 
 rng = np.random.default_rng(42)
 _X = ((rng.integers(118, 130, 150).astype(np.uint32) << 7) | rng.integers(0, 128, 150).astype(np.uint32)).astype(np.uint16)

@@ -13,9 +13,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from model.container import decode, encode, parse
-from model.formats import Settings
-from model.quantize import quantize
+from sfp.model.container import decode, encode, parse
+from sfp.model.formats import Settings
+from sfp.model.quantize import quantize
 
 ALL16 = np.arange(1 << 16, dtype=np.uint32).astype(np.uint16)
 WORDS = (64, 128, 256, 512)
@@ -175,7 +175,7 @@ def test_tensor_larger_than_a_processing_chunk(gecko):
 
 
 def test_strict_error_index_across_pieces():
-    from model.formats import FormatError
+    from sfp.model.formats import FormatError
     x = np.ones(700_000, np.float32)
     x[500_000] = -1.0
     with pytest.raises(FormatError, match="index 500000"):

@@ -27,10 +27,10 @@ import numpy as np
 import pytest
 from hypothesis import HealthCheck, assume, given, settings, strategies as st
 
-from model.container import decode, encode, parse
-from model.formats import Settings
-from model.quantize import quantize, resolve
-from model.stats import footprint
+from sfp.model.container import decode, encode, parse
+from sfp.model.formats import Settings
+from sfp.model.quantize import quantize, resolve
+from sfp.model.stats import footprint
 
 SRC = {"bf16": (8, 7, np.uint16, ml_dtypes.bfloat16),
        "fp32": (8, 23, np.uint32, np.float32),
@@ -369,7 +369,7 @@ def _bytes(bits):
 @pytest.fixture(scope="module")
 def real():
     pytest.importorskip("torch")
-    from train.tensors import ensure_tensors
+    from sfp.train.tensors import ensure_tensors
     with np.load(ensure_tensors()) as z:
         return {k: z[k] for k in z.files}
 

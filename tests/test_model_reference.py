@@ -1,4 +1,4 @@
-"""``model.quantize`` against an independent reference written from docs/format.md section 3.
+"""``sfp.model.quantize`` against an independent reference written from docs/format.md section 3.
 
 The reference below does not use the model's integer rounding on ``X = E << M_w | M``.
 It works on float64 *values*: the unbiased exponent from ``np.frexp``, the
@@ -23,8 +23,8 @@ import ml_dtypes
 import numpy as np
 import pytest
 
-from model.formats import FormatError, Settings
-from model.quantize import quantize, resolve, stochastic_bits, to_fields
+from sfp.model.formats import FormatError, Settings
+from sfp.model.quantize import quantize, resolve, stochastic_bits, to_fields
 
 # name: (E_w, M_w, bias, numpy dtype holding the bit pattern, float dtype)
 SRC = {

@@ -2,12 +2,12 @@
 
 A short Quantum Mantissa/Exponent run on the digits CNN writes its schedule
 (the JSON the hardware runs read, docs/training.md); the test reads it back
-with ``train.schedule.load_schedule``, takes the containers of the last step
+with ``sfp.train.schedule.load_schedule``, takes the containers of the last step
 for a sample of tensors (weights and activations), and pushes the very
 tensors that step stored through the packer and the unpacker (Amaranth's
 simulator on the same RTL as the generated Verilog), plain and with Gecko.
 The packer's words and block lengths must equal the golden model's image,
-and the unpacker must return ``model.quantize`` of the tensor.
+and the unpacker must return ``sfp.model.quantize`` of the tensor.
 """
 
 from __future__ import annotations
@@ -19,12 +19,12 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from hw.params import HwParams                    # noqa: E402
-from hw.simulate import run_packer, run_unpacker  # noqa: E402
-from model.container import encode_image          # noqa: E402
-from model.quantize import quantize               # noqa: E402
-from train.run import run                         # noqa: E402
-from train.schedule import load_schedule          # noqa: E402
+from sfp.hw.params import HwParams                    # noqa: E402
+from sfp.hw.simulate import run_packer, run_unpacker  # noqa: E402
+from sfp.model.container import encode_image          # noqa: E402
+from sfp.model.quantize import quantize               # noqa: E402
+from sfp.train.run import run                         # noqa: E402
+from sfp.train.schedule import load_schedule          # noqa: E402
 
 SAMPLE = ("weight/conv2.weight", "act/conv2.in", "act/fc1.in", "weight/fc2.weight")
 MAX_VALUES = 2048      # a slice per tensor keeps the simulation short

@@ -20,11 +20,11 @@ from amaranth.hdl import Module
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
-from hw.params import HwParams
+from sfp.hw.params import HwParams
 from sfp.cli import main as sfp_main
-from synth import pnr, sweep, units as units_mod, yosys as ys
-from synth.flow import params_from_dict
-from synth.tools import ToolError
+from sfp.synth import pnr, sweep, units as units_mod, yosys as ys
+from sfp.synth.flow import params_from_dict
+from sfp.synth.tools import ToolError
 
 
 def _have(name: str) -> bool:
@@ -109,7 +109,7 @@ LIBERTY = """library (tiny) {
 def test_liberty_area(counter_v, tmp_path):
     lib = tmp_path / "tiny.lib"
     lib.write_text(LIBERTY)
-    from synth.tools import yosys
+    from sfp.synth.tools import yosys
     if os.path.basename(yosys()).startswith("yowasp-"):
         # abc -liberty writes no netlist inside the WebAssembly Yosys: a clear error, not a wrong number
         with pytest.raises(ToolError, match="native Yosys"):
@@ -212,7 +212,7 @@ def test_table_and_plot(tmp_path):
 
 def test_board_loopback_sim():
     from amaranth.sim import Simulator
-    from hw.board import Loopback
+    from sfp.hw.board import Loopback
     dut = Loopback(HwParams(), tensor_len=64)
     sim = Simulator(dut)
     sim.add_clock(1e-6)

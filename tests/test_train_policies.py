@@ -11,11 +11,11 @@ import pytest
 torch = pytest.importorskip("torch")
 pytest.importorskip("sklearn")
 
-from model.formats import Settings  # noqa: E402
-from model.quantize import quantize  # noqa: E402
-from train.bitwave import BitWave, BitWaveController, default_ladder  # noqa: E402
-from train.qmqe import QMQE, QuantPoint, bits_to_float, quantize_bits, quantize_torch, to_bf16_bits  # noqa: E402
-from train.schedule import Recorder, load_schedule  # noqa: E402
+from sfp.model.formats import Settings  # noqa: E402
+from sfp.model.quantize import quantize  # noqa: E402
+from sfp.train.bitwave import BitWave, BitWaveController, default_ladder  # noqa: E402
+from sfp.train.qmqe import QMQE, QuantPoint, bits_to_float, quantize_bits, quantize_torch, to_bf16_bits  # noqa: E402
+from sfp.train.schedule import Recorder, load_schedule  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 ALL = np.arange(1 << 16, dtype=np.uint16)
@@ -156,7 +156,7 @@ def test_schedule_round_trip(tmp_path):
         rec.record(a, step, dict(m=3 if step < 6 else 1, e=4, exp_base=120, sign=False))
         rec.record(w, step, dict(m=2, e=5, exp_base=100 + step // 4, sign=True))
     path = tmp_path / "s.json"
-    from train.schedule import save_schedule
+    from sfp.train.schedule import save_schedule
     save_schedule(path, rec.to_json(task="t", method="qmqe", epochs=1, steps=10, steps_per_epoch=10, batch_size=32))
     doc = json.loads(path.read_text())
     assert doc["tensors"]["act/fc1.in"]["runs"] == [[1, 5, 3, 4, 120, 0], [6, 10, 1, 4, 120, 0]]

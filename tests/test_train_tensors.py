@@ -9,7 +9,7 @@ import pytest
 pytest.importorskip("torch")
 pytest.importorskip("sklearn")
 
-from train import tensors as T  # noqa: E402
+from sfp.train import tensors as T  # noqa: E402
 
 EPOCHS = 3
 SNAPSHOTS = ("step0001", "epoch01", "last")
@@ -64,7 +64,7 @@ def test_exponent_stats(dump):
 
 
 def test_accuracy():
-    from train import digits
+    from sfp.train import digits
 
     data = digits.load_data(0)
     model = digits.build_model(0)

@@ -3,7 +3,7 @@
 Part 1 -- :func:`quantize_bits` / :func:`quantize_torch`: ``docs/format.md``
 sections 2-3 for a ``bf16`` source in torch integer arithmetic, one line per
 rule, so that a training forward pass at an integer container is bit for bit
-what :func:`model.quantize.quantize` (and the hardware) returns.  fp32
+what :func:`sfp.model.quantize.quantize` (and the hardware) returns.  fp32
 tensors are first cast to bf16 with round-to-nearest-even (``Tensor.to``),
 the cast an accelerator makes on its way to memory.  Sign-elided negatives
 and specials-off Inf/NaN follow the *hardware* behaviour (``strict=False`` in

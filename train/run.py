@@ -1,11 +1,11 @@
 """Run one training method on one task; account the footprint; write schedule, results and plots.
 
-:func:`run` trains with :func:`train.digits.train` (fixed seeds, 2 threads)
+:func:`run` trains with :func:`sfp.train.digits.train` (fixed seeds, 2 threads)
 and a policy (``fp32``, ``bf16``, ``qmqe``, ``bitwave``).  At every
 ``measure_every``-th step (and the last step) it captures the tensors that
 step actually stored (the bf16 patterns of every weight and of that
 minibatch's activations, at the containers the step used) and runs them
-through :func:`model.stats.footprint`, plain and with Gecko: every footprint
+through :func:`sfp.model.stats.footprint`, plain and with Gecko: every footprint
 figure is the golden model's DRAM image size (block padding included) of
 real tensors.  ``fp32`` tensors are accounted as fp32 sources stored as is
 (``m23 e8``, ``exp_base`` 0); ``bf16`` as bf16 sources at ``m7 e8``.
@@ -30,8 +30,8 @@ import time
 import numpy as np
 import torch
 
-from model.formats import Settings
-from model.stats import footprint
+from sfp.model.formats import Settings
+from sfp.model.stats import footprint
 
 from . import digits as D
 from .bitwave import BitWave

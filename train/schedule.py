@@ -32,7 +32,7 @@ import json
 import os
 from dataclasses import dataclass
 
-from model.formats import Settings
+from sfp.model.formats import Settings
 
 __all__ = ["Recorder", "Schedule", "load_schedule", "FORMAT", "VERSION"]
 

@@ -1,13 +1,13 @@
 """Training tasks on data sets shipped inside PyPI packages (no downloads).
 
-* ``digits``: the digits CNN of :mod:`train.digits` (sklearn ``load_digits``,
+* ``digits``: the digits CNN of :mod:`sfp.train.digits` (sklearn ``load_digits``,
   1347 train / 450 test images of 8x8).
 * ``cancer``: an MLP 30-64-32-2 on sklearn ``load_breast_cancer`` (426 train /
   143 test, stratified, features standardized with the training split's mean
   and deviation).
 
 :class:`QuantNet` wraps an ``nn.Sequential`` and routes every *stored* tensor
-through a policy (:mod:`train.qmqe`): the weight and bias of every Conv2d /
+through a policy (:mod:`sfp.train.qmqe`): the weight and bias of every Conv2d /
 Linear layer (``weight/<layer>.weight``, ``weight/<layer>.bias``) and the
 input of every Conv2d / Linear layer (``act/<layer>.in``) -- the tensors a
 layer reads from memory and that are kept for its backward pass (ReLU and

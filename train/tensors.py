@@ -6,7 +6,7 @@ backward -- without an optimizer step -- and the following float32 arrays are
 recorded under keys ``"{snapshot}/{kind}/{name}"``:
 
 ``weight``
-    every parameter, named as in ``model.state_dict()``:
+    every parameter, named as in ``sfp.model.state_dict()``:
     ``conv1.weight conv1.bias conv2.weight ... fc2.bias``.
 ``act``
     ``input`` (the probe images) and the output of every layer,
@@ -25,7 +25,7 @@ Snapshot names: ``step0000`` (before training), ``stepNNNN`` (after optimizer
 step NNNN, counted from 1), ``epochNN`` (after epoch NN), ``last`` (alias for
 the final epoch).  Default: ``step0001 epoch01 epoch03 epoch10``.
 
-Only this module (and :mod:`train.digits`) import torch; :func:`load_tensors`,
+Only this module (and :mod:`sfp.train.digits`) import torch; :func:`load_tensors`,
 :func:`select` and :func:`exponent_stats` work on plain NumPy, and torch is
 imported lazily by :func:`dump_tensors`.
 
