@@ -19,13 +19,12 @@ import os
 import sys
 import time
 
-import ml_dtypes
 import numpy as np
 
-from sfp.model.container import decode, encode
+from sfp.errors import CliError
+from sfp.fileio import write_atomic
+from sfp.inputs import load_tensors
 from sfp.model.formats import Settings
-from sfp.model.quantize import quantize
-from sfp.model.stats import combine, footprint
 
 DEMO_TENSOR = "epoch10/act/relu2.out"
 
@@ -60,8 +59,19 @@ def _rel_err(x: np.ndarray, y: np.ndarray) -> float:
     return float(np.median(np.abs(b[nz] - a[nz]) / np.abs(a[nz]))) if nz.any() else 0.0
 
 
+def register(sub) -> None:
+    m = sub.add_parser("demo", help="the main job on built-in defaults: real training tensors through the containers")
+    m.add_argument("--tensors", metavar="FILE.npz", help="training dump to use (default: generate/cached digits CNN dump)")
+    m.add_argument("--quick", action="store_true", help="golden-model footprints only (no simulation, training or synthesis)")
+    m.set_defaults(func=run_demo)
+
+
 def run_demo(args) -> int:
-    from sfp.cli import CliError, load_tensors
+    import ml_dtypes
+
+    from sfp.model.container import decode, encode
+    from sfp.model.quantize import quantize
+    from sfp.model.stats import combine, footprint
 
     if args.tensors:
         path = args.tensors
@@ -87,8 +97,8 @@ def run_demo(args) -> int:
         ok = np.array_equal(y.view(np.uint16), quantize(x, s).view(np.uint16))
         fp = footprint(x, s)
         ebits = fp["gecko_exp_bits"] if s.gecko else fp["raw_exp_bits"]
-        with open(os.path.join("out/demo", label.split(" (")[0].replace(" ", "_").replace("+", "gecko") + ".sfpc"), "wb") as f:
-            f.write(blob)
+        write_atomic(os.path.join("out/demo", label.split(" (")[0].replace(" ", "_").replace("+", "gecko") + ".sfpc"),
+                     lambda f: f.write(blob))
         print(f"{label:<26} {len(blob):>10} {fp['bits_per_value']:>8.2f} {fp['ratio_vs_fp32']:>7.2f}x {fp['ratio_vs_bf16']:>7.2f}x "
               f"{ebits:>8.2f} {_rel_err(x, y):>14.4f}  {'exact' if ok else 'MISMATCH'}  ({(time.perf_counter() - t0) * 1e3:.0f} ms)")
         if not ok:
@@ -118,7 +128,7 @@ def _hardware(x) -> None:
     from sfp.hw.simulate import run_packer, run_unpacker
     from sfp.hw.top import generate_verilog
     from sfp.model.container import encode_image
-    from sfp.model.quantize import resolve
+    from sfp.model.quantize import quantize, resolve
 
     xs = np.ascontiguousarray(x.reshape(-1)[:HW_VALUES])
     for p in (HwParams(), HwParams(gecko=True)):
@@ -142,7 +152,6 @@ def _hardware(x) -> None:
             print(f"{label:<26} {xs.size:>7} {len(pk.words):>6} {pk.beats_per_cycle:>19.3f} {up.beats_per_cycle:>21.3f}  "
                   f"{'identical' if bytes_ok else 'MISMATCH':>14}  {'identical' if vals_ok else 'MISMATCH':>15}")
             if not (bytes_ok and vals_ok):
-                from sfp.cli import CliError
                 raise CliError(f"hardware simulation disagrees with the golden model ({label})")
 
 
@@ -164,7 +173,7 @@ def _area() -> None:
     from sfp.hw.params import HwParams
     try:
         from sfp.synth.flow import run_config
-        from sfp.synth_cmd import report_text
+        from sfp.synth.report import report_text
     except ImportError:
         print("\n(area report skipped: the synthesis extra is not installed)")
         return

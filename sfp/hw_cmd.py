@@ -3,8 +3,9 @@
 ``sfp generate [--config FILE] -o DIR`` writes ``sfp_packer.v``,
 ``sfp_unpacker.v``, ``sfp_manifest.json`` (parameters and every port) and a
 FuseSoC core ``sfp_codec.core``, so the output drops into FuseSoC/Edalize
-flows.  ``sfp sim [--sim icarus|verilator] [--config FILE] [--waves]`` runs
-the cocotb regression (``sim_tests/test_packer.py``) for one configuration.
+flows.  ``sfp sim [--sim icarus|verilator] [--config FILE] [--waves] [-k EXPR]``
+runs the cocotb regression shipped in the package (``sfp.sim_tests.test_packer``)
+for one configuration (or the built-in set), building in ``./build/sim``.
 ``--config FILE`` is a JSON object of :class:`sfp.hw.params.HwParams` fields,
 e.g. ``{"source": "bf16", "lanes": 8, "word": 128, "block": 256}``;
 missing fields take their defaults.
@@ -19,25 +20,22 @@ import sys
 import tempfile
 from pathlib import Path
 
+from sfp.errors import CliError
+from sfp.inputs import load_json
+
 CORE_NAME = "sfp_codec"
-
-
-def _cli_error(msg: str):
-    from sfp.cli import CliError
-    return CliError(msg)
 
 
 def load_params(path: str | None):
     """HwParams from ``--config FILE`` (defaults when None); CliError on any problem."""
     from sfp.hw.params import HwParams, params_from_dict
-    from sfp.cli import load_json
     if path is None:
         return HwParams()
     obj = load_json(path)
     try:
         return params_from_dict(obj)
     except (ValueError, TypeError) as exc:
-        raise _cli_error(f"{path}: {exc}")
+        raise CliError(f"{path}: {exc}")
 
 
 def core_file(p, version: str = "0.1.0") -> str:
@@ -83,10 +81,10 @@ def cmd_generate(args) -> int:
     p = load_params(args.config)
     out = Path(args.output)
     if out.exists() and not out.is_dir():
-        raise _cli_error(f"{out}: exists and is not a directory")
+        raise CliError(f"{out}: exists and is not a directory")
     parent = out.resolve().parent
     if not parent.is_dir():
-        raise _cli_error(f"{out}: directory {parent} does not exist")
+        raise CliError(f"{out}: directory {parent} does not exist")
     print(f"sfp generate: elaborating packer and unpacker for {json.dumps(p.as_dict())} ...", file=sys.stderr)
     # Build everything in a scratch directory next to DIR, then move the files in:
     # a failure leaves DIR as it was.
@@ -102,11 +100,31 @@ def cmd_generate(args) -> int:
     return 0
 
 
+def sim_build_dir() -> Path:
+    """Where ``sfp sim`` builds: ``./build/sim`` under the current directory.
+
+    Never inside the installed package (site-packages may be read-only, and
+    one user's builds must not land in a shared installation); ``SFP_SIM_BUILD``
+    overrides it.
+    """
+    return Path(os.environ.get("SFP_SIM_BUILD") or Path.cwd() / "build" / "sim").resolve()
+
+
 def cmd_sim(args) -> int:
     p = load_params(args.config)      # validate before starting pytest
-    root = Path(__file__).resolve().parent.parent
+    try:
+        import pytest  # noqa: F401
+        import cocotb_tools  # noqa: F401
+    except ImportError as exc:
+        raise CliError(f"sfp sim needs the 'sim' extra (pip install 'schrodinger-fp[hw,sim]'): {exc}")
+    build = sim_build_dir()
+    try:
+        build.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise CliError(f"{build}: cannot create the build directory ({exc.strerror})")
     env = dict(os.environ)
     env["SFP_SIMULATORS"] = args.sim
+    env["SFP_SIM_BUILD"] = str(build)
     if args.waves:
         env["SFP_WAVES"] = "1"
     cfg = None
@@ -115,15 +133,26 @@ def cmd_sim(args) -> int:
         json.dump(p.as_dict(), cfg)
         cfg.close()
         env["SFP_SIM_CONFIG"] = cfg.name
-    cmd = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", str(root / "sim_tests" / "test_packer.py")]
-    print(f"sfp sim: {args.sim}, {json.dumps(p.as_dict()) if args.config else 'the built-in configurations'}", file=sys.stderr)
+    # The testbenches ship inside the package (sfp.sim_tests), so this works
+    # from a wheel as from a checkout.  pytest runs from the build directory
+    # with the package's own module path (--pyargs) and no ini file of the
+    # user's (-c /dev/null: nothing of the current directory is collected).
+    cmd = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-c", os.devnull,
+           "--rootdir", str(build), "--pyargs", "sfp.sim_tests.test_packer"]
+    if args.k:
+        cmd += ["-k", args.k]
+    what = json.dumps(p.as_dict()) if args.config else "the built-in configurations"
+    print(f"sfp sim: {args.sim}, {what}{f', tests matching {args.k!r}' if args.k else ''}; building in {build}",
+          file=sys.stderr)
     try:
-        r = subprocess.run(cmd, env=env, cwd=root)
+        r = subprocess.run(cmd, env=env, cwd=build)
     finally:
         if cfg is not None:
             os.unlink(cfg.name)
     if args.waves:
-        print(f"waveforms: {root / 'build' / 'sim'}/<dut>_<config>/{args.sim}/", file=sys.stderr)
+        print(f"waveforms: {build}/<dut>_<config>/{args.sim}/", file=sys.stderr)
+    if r.returncode == 5:
+        raise CliError(f"no simulation matches -k {args.k!r}")
     return 0 if r.returncode == 0 else 1
 
 
@@ -137,4 +166,6 @@ def register(sub) -> None:
     s.add_argument("--sim", choices=("icarus", "verilator"), default="icarus", help="simulator (default: icarus)")
     s.add_argument("--config", metavar="FILE", help="JSON object of HwParams fields (default: the built-in set)")
     s.add_argument("--waves", action="store_true", help="dump waveforms (FST/VCD in the build directory)")
+    s.add_argument("-k", metavar="EXPR", help="only the simulations matching this pytest -k expression "
+                   "(test_packer_rtl, test_unpacker_rtl, test_loopback_rtl, configuration names)")
     s.set_defaults(func=cmd_sim)

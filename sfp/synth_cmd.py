@@ -1,6 +1,6 @@
 """``sfp synth`` (area, Fmax) and ``sfp board`` (FPGA bitstream) — see docs/synthesis.md.
 
-Registered by :mod:`sfp.cli`; every user error is a :class:`sfp.cli.CliError`.
+Registered by :mod:`sfp.cli`; every user error is a :class:`sfp.errors.CliError`.
 """
 
 from __future__ import annotations
@@ -8,6 +8,9 @@ from __future__ import annotations
 import json
 import os
 import sys
+
+from sfp.errors import CliError
+from sfp.inputs import load_json
 
 __all__ = ["register", "cmd_synth", "cmd_board", "load_config"]
 
@@ -18,17 +21,10 @@ def _say(msg: str) -> None:
     print(msg, file=sys.stderr, flush=True)
 
 
-def _cli_error():
-    from sfp.cli import CliError
-    return CliError
-
-
 def load_config(path: str | None, *, sweep: bool = False):
     """HwParams (or, for a sweep, the raw JSON spec) from ``--config FILE``."""
-    CliError = _cli_error()
     if path is None:
         return None
-    from sfp.cli import load_json
     obj = load_json(path)
     if sweep:
         return obj
@@ -39,53 +35,7 @@ def load_config(path: str | None, *, sweep: bool = False):
         raise CliError(f"{path}: {exc}")
 
 
-def _fmt(v) -> str:
-    if v is None:
-        return "—"
-    return f"{v:g}" if isinstance(v, float) else str(v)
-
-
-def report_text(res: dict) -> str:
-    """The human-readable report of one configuration."""
-    from sfp.hw.params import HwParams
-    from sfp.synth.sweep import throughput_gbs
-    p = HwParams(**res["params"])
-    t = res["target"]
-    lines = [f"configuration: {json.dumps(res['params'])}", f"target: {t}   tool: {res['tool']}"]
-    cols = ["cells", "ff", "kge", "transistors", "area_um2"] if t == "generic" else ["lut", "ff", "carry", "mux", "lutram", "bram", "dsp"]
-    cols = [c for c in cols if any(c in m for m in list(res["units"].values()) + [res["total"]])]
-    has_f = any("fmax_mhz" in m for m in res["units"].values())
-    head = f"{'unit':<14}" + "".join(f"{c:>12}" for c in cols) + (f"{'Fmax MHz':>10}{'GB/s':>8}" if has_f else "")
-    lines += [head, "-" * len(head)]
-    rows = list(res["units"].items()) + ([("total", res["total"])] if len(res["units"]) > 1 else [])
-    for name, m in rows:
-        ln = f"{name:<14}" + "".join(f"{_fmt(m.get(c)):>12}" for c in cols)
-        if has_f:
-            fm = m.get("fmax_mhz")
-            ln += f"{_fmt(fm):>10}{_fmt(throughput_gbs(p, fm)):>8}"
-        lines.append(ln)
-    for name, m in res["units"].items():
-        pr = m.get("pnr")
-        if not pr:
-            continue
-        if "skipped" in pr:
-            lines.append(f"{name}: place and route skipped: {pr['skipped']}")
-            continue
-        cp = pr.get("critical_path") or {}
-        lines.append(f"{name}: {pr['device']}, post-route Fmax {pr['fmax_mhz']} MHz "
-                     f"(constraint {pr['constraint_mhz']} MHz); {pr.get('lut_used')} of {pr.get('lut_available')} LUT/logic cells with the wrapper")
-        if cp:
-            lines.append(f"  critical path {cp['delay_ns']} ns ({cp['logic_levels']} logic levels, {cp['logic_ns']} ns logic, "
-                         f"{cp['routing_ns']} ns routing): {cp['from']} -> {cp['to']}")
-            if cp.get("sources"):
-                lines.append(f"  through {', '.join(cp['sources'])}")
-    if res.get("note"):
-        lines.append(res["note"])
-    return "\n".join(lines)
-
-
 def cmd_synth(args) -> int:
-    CliError = _cli_error()
     from sfp.synth.tools import ToolError
     if args.liberty and not os.path.isfile(args.liberty):
         raise CliError(f"{args.liberty}: no such file")
@@ -125,12 +75,12 @@ def cmd_synth(args) -> int:
             raise CliError(str(exc))
     except ToolError as exc:
         raise CliError(str(exc))
+    from sfp.synth.report import report_text
     print(json.dumps(res, indent=1) if args.json else report_text(res))
     return 0
 
 
 def cmd_board(args) -> int:
-    CliError = _cli_error()
     if args.name not in BOARDS:
         raise CliError(f"unknown board {args.name!r} (known: {', '.join(BOARDS)})")
     from sfp.hw.board import BoardError, build_ulx3s
@@ -139,6 +89,12 @@ def cmd_board(args) -> int:
         info = build_ulx3s(p, args.outdir, progress=None if args.quiet else _say)
     except BoardError as exc:
         raise CliError(str(exc))
+    if info.get("timing_report"):
+        from sfp.synth.pnr import fmax_from_log
+        with open(info["timing_report"], errors="replace") as f:
+            info["fmax_mhz"] = fmax_from_log(f.read())
+    info["summary"] = (f"post-route Fmax {info.get('fmax_mhz')} MHz (clock 25 MHz), "
+                       + ", ".join(f"{k} {v}" for k, v in info.get("utilization", {}).items()))
     print(json.dumps(info, indent=1) if args.json else
           f"{info['bitstream']} ({info['bytes']} bytes); {info['summary']}")
     return 0

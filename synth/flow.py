@@ -14,6 +14,7 @@ from typing import Callable
 
 from amaranth.back import verilog
 
+from sfp.fileio import write_text_atomic
 from sfp.hw.params import params_from_dict, HwParams
 
 from .pnr import DEVICES, place_and_route
@@ -47,10 +48,7 @@ def config_tag(p: HwParams) -> str:
 
 
 def _write(path: str, text: str) -> None:
-    tmp = path + ".tmp"
-    with open(tmp, "w") as f:
-        f.write(text)
-    os.replace(tmp, path)
+    write_text_atomic(path, text)
 
 
 def run_job(pdict: dict, unit: str, target: str, workdir: str, pnr: bool = False,

@@ -15,6 +15,7 @@ import os
 import time
 from typing import Callable
 
+from sfp.fileio import write_atomic, write_text_atomic
 from sfp.hw.params import HwParams
 
 from .flow import config_tag, params_from_dict, run_job, total_of
@@ -171,23 +172,17 @@ def plot(results: list[dict], target: str, path: str) -> None:
         ax.legend(fontsize=7)
     fig.suptitle(f"Schrödinger's FP packer + unpacker area, target {target}")
     fig.tight_layout()
-    tmp = path + ".tmp.png"
-    fig.savefig(tmp, dpi=120)
-    plt.close(fig)
-    os.replace(tmp, path)
+    try:
+        write_atomic(path, lambda f: fig.savefig(f, format="png", dpi=120))
+    finally:
+        plt.close(fig)
 
 
 def write_outputs(results: list[dict], target: str, outdir: str) -> dict[str, str]:
     """sweep_<target>.json / .md / .png in ``outdir``; their paths."""
     os.makedirs(outdir, exist_ok=True)
     paths = {k: os.path.join(outdir, f"sweep_{target}.{k}") for k in ("json", "md", "png")}
-    tmp = paths["json"] + ".tmp"
-    with open(tmp, "w") as f:
-        json.dump(results, f, indent=1)
-    os.replace(tmp, paths["json"])
-    tmp = paths["md"] + ".tmp"
-    with open(tmp, "w") as f:
-        f.write(table_markdown(results, target))
-    os.replace(tmp, paths["md"])
+    write_text_atomic(paths["json"], json.dumps(results, indent=1))
+    write_text_atomic(paths["md"], table_markdown(results, target))
     plot(results, target, paths["png"])
     return paths

@@ -128,7 +128,7 @@ def _probe(f, p: HwParams, name: str | None = None) -> None:
         warnings.simplefilter("ignore", UnusedElaboratable)   # probes are built to be dropped
         for make in makers:
             try:
-                make(p)._MustUse__silence = True
+                make(p)
             except ValueError as exc:
                 err = str(exc)
                 break

@@ -111,10 +111,8 @@ class Schedule:
 
 
 def save_schedule(path, doc: dict) -> None:
-    tmp = f"{path}.tmp{os.getpid()}"
-    with open(tmp, "w") as f:
-        json.dump(doc, f, separators=(",", ":"))
-    os.replace(tmp, path)
+    from sfp.fileio import write_text_atomic
+    write_text_atomic(path, json.dumps(doc, separators=(",", ":")))
 
 
 def load_schedule(path, step: int | None = None):

@@ -38,7 +38,6 @@ from __future__ import annotations
 
 import os
 import sys
-import tempfile
 import time
 from pathlib import Path
 from typing import Iterable, Mapping
@@ -69,8 +68,18 @@ _REPO_ROOT = Path(__file__).resolve().parents[1]
 
 
 def default_tensors_path() -> Path:
-    """``<repo>/out/tensors/digits.npz`` (``out/`` is gitignored)."""
-    return _REPO_ROOT / "out" / "tensors" / "digits.npz"
+    """Where the training dump is cached.
+
+    ``$SFP_TENSORS`` if set; in a checkout ``<repo>/out/tensors/digits.npz``
+    (``out/`` is gitignored); installed from a wheel, never inside the
+    package but ``$XDG_CACHE_HOME/sfp/tensors/digits.npz`` (``~/.cache``).
+    """
+    if os.environ.get("SFP_TENSORS"):
+        return Path(os.environ["SFP_TENSORS"])
+    if (_REPO_ROOT / "pyproject.toml").is_file():
+        return _REPO_ROOT / "out" / "tensors" / "digits.npz"
+    cache = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return Path(cache) / "sfp" / "tensors" / "digits.npz"
 
 
 # --------------------------------------------------------------------------
@@ -246,23 +255,9 @@ def _record(model, x, y, snap: str, out: dict[str, np.ndarray]) -> None:
 
 
 def _atomic_savez(path: Path, arrays: Mapping[str, np.ndarray]) -> None:
+    from sfp.fileio import write_atomic
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            np.savez(f, **arrays)
-            f.flush()
-            os.fsync(f.fileno())
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)  # mkstemp creates 0600
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        raise
+    write_atomic(path, lambda f: np.savez(f, **arrays), durable=True)   # a cache: fsync before the rename
 
 
 def dump_tensors(
