@@ -58,7 +58,7 @@ def settings_from(args, source: str) -> Settings:
 # -- commands ------------------------------------------------------------------
 
 def cmd_encode(args) -> int:
-    from sfp.model.container import encode
+    from sfp.model.fast import encode      # the reference's bytes (tests/test_model_fast.py), sooner
     output_path(args.output)
     x, source = source_of(load_npy(args.input), args.source)
     data = encode(x, settings_from(args, source))
@@ -67,21 +67,39 @@ def cmd_encode(args) -> int:
     return 0
 
 
+def save_npy_bits(f, bits: np.ndarray, source: str, raw_bits: bool) -> None:
+    """Write ``bits`` (the source's bit patterns) as the ``.npy`` that ``np.save`` writes for the decoded tensor.
+
+    The same bytes as ``np.save(f, decode(data))``: float16/float32 arrays as
+    such, bfloat16 as ``ml_dtypes`` saves it (``<V2`` records), bit patterns
+    as unsigned integers.  Written from the patterns, so the command does not
+    import ``ml_dtypes`` (about a second of start-up on a loaded machine).
+    """
+    if raw_bits:
+        descr = bits.dtype.newbyteorder("<").str
+    else:
+        descr = {"bf16": "<V2", "fp16": "<f2", "fp32": "<f4"}[source]
+    np.lib.format.write_array_header_1_0(f, {"descr": descr, "fortran_order": False, "shape": bits.shape})
+    f.write(np.ascontiguousarray(bits, bits.dtype.newbyteorder("<")).tobytes())
+
+
 def cmd_decode(args) -> int:
-    from sfp.model.container import decode
+    from sfp.model.fast import decode_bits
     output_path(args.output)
     try:
         with open(args.input, "rb") as f:
             data = f.read()
     except FileNotFoundError:
         raise CliError(f"{args.input}: no such file")
+    except IsADirectoryError:
+        raise CliError(f"{args.input}: is a directory")
     except OSError as exc:
         raise CliError(f"{args.input}: {exc.strerror}")
     try:
-        y = decode(data)
+        bits, e = decode_bits(data)
     except FormatError as exc:
         raise CliError(f"{args.input}: {exc}")
-    write_atomic(args.output, lambda f: np.save(f, y, allow_pickle=False))
+    write_atomic(args.output, lambda f: save_npy_bits(f, bits, e.settings.source, e.raw_bits))
     return 0
 
 

@@ -1,0 +1,252 @@
+"""Fast paths of :func:`sfp.model.container.encode` / ``decode``: the same bytes, several times sooner.
+
+The reference model (:mod:`sfp.model.quantize`, :mod:`sfp.model.blocks`,
+:mod:`sfp.model.container`) stays the definition; this module only
+reorganises the work, in pure NumPy, and every result is checked against
+the reference bit for bit (``tests/test_model_fast.py``: every 16-bit
+pattern, Hypothesis over settings and shapes, real training tensors).
+
+Two ideas:
+
+* **Tables instead of arithmetic.**  A 16-bit source (bf16, fp16) has only
+  65,536 bit patterns, and for a deterministic rounding (``rne``, ``rz``) a
+  value's container record (sign, exponent code, mantissa) depends on its
+  pattern and the settings alone.  So the reference's :func:`to_fields` is
+  run once on all 65,536 patterns, and a tensor is quantized with one table
+  look-up per value; the same for the automatic ``exp_base`` (the rounded
+  exponent of each pattern) and for the strict checks (which patterns the
+  settings refuse).  Decoding looks records up in the reference's
+  :func:`from_fields` of every possible record.
+* **Bit planes instead of bit offsets.**  Plain blocks hold fixed-width
+  records back to back (format.md 4.2), so packing is ``np.unpackbits`` of
+  the records, keeping their low ``value_bits`` bits, and ``np.packbits``
+  of each block's bits, padded to whole words; unpacking is the reverse.
+
+Not covered, and served by the reference (same bytes, its speed): fp32
+sources (2^32 patterns), stochastic rounding (the rounding depends on the
+value's index), and Gecko-coded blocks.
+"""
+
+from __future__ import annotations
+
+import functools
+
+import numpy as np
+
+from . import container
+from .blocks import block_counts
+from .formats import SOURCES, Settings
+from .quantize import Fields, _Rounded, as_bits, from_fields, to_fields
+
+__all__ = ["encode", "decode", "decode_bits", "covered"]
+
+# Values per piece: keeps the bit-plane temporaries (16 bytes per value) in cache.
+CHUNK_VALUES = 1 << 17
+
+
+def covered(s: Settings) -> bool:
+    """Whether :func:`encode` has a fast path for ``s`` (else it calls the reference)."""
+    return s.src.width == 16 and s.rounding != "stochastic" and not s.gecko
+
+
+@functools.lru_cache(maxsize=64)
+def _pattern_tables(s: Settings):
+    """The rounded exponent of every pattern that the reference would count for ``exp_base="auto"`` (else 0)."""
+    allbits = np.arange(1 << 16, dtype=np.uint32)
+    r = _Rounded(allbits, s)
+    ok = r.normal if s.sign else r.normal & (r.sign == 0)
+    emax = np.where(ok, np.minimum(r.exp, s.src.max_finite_exp), 0).astype(np.int32)
+    return emax, None
+
+
+@functools.lru_cache(maxsize=64)
+def _record_table(s: Settings) -> np.ndarray:
+    """Plain record (sign | code | mantissa, format.md 4.2) of every pattern under resolved ``s``."""
+    f, _ = to_fields(np.arange(1 << 16, dtype=np.uint32), s, strict=False)
+    m, e = s.man_bits, s.exp_bits
+    rec = (f.sign.astype(np.uint32) << np.uint32(e + m)) | (f.code << np.uint32(m)) | f.man
+    return rec.astype(np.uint16)
+
+
+@functools.lru_cache(maxsize=64)
+def _value_table(s: Settings) -> np.ndarray:
+    """Source bit pattern (uint16) of every plain record of resolved ``s``."""
+    rec = np.arange(1 << s.value_bits, dtype=np.uint32)
+    m, e = s.man_bits, s.exp_bits
+    f = Fields((rec >> np.uint32(e + m)) & np.uint32(s.sign_bits), (rec >> np.uint32(m)) & np.uint32((1 << e) - 1),
+               rec & np.uint32((1 << m) - 1))
+    return from_fields(f, s).astype(np.uint16)
+
+
+def _pack8(r: np.ndarray, vb: int) -> np.ndarray:
+    """Records ``r`` (uint16, a multiple of 8 of them, ``vb`` <= 16 bits each) back to back: bytes (n/8, vb).
+
+    Eight records of vb bits fill exactly vb bytes: they are summed into one
+    or two 64-bit words (the fields do not overlap, so a sum is an OR) whose
+    low bytes are the stream.
+    """
+    R = r.reshape(-1, 8).astype(np.uint64)
+    sh = [np.uint64(j * vb) for j in range(8)]
+    if vb <= 8:
+        w0 = R[:, 0].copy()
+        for j in range(1, 8):
+            w0 |= R[:, j] << sh[j]
+        return w0.view(np.uint8).reshape(-1, 8)[:, :vb]
+    lo, hi = R[:, 0].copy(), R[:, 4].copy()
+    for j in range(1, 4):
+        lo |= R[:, j] << sh[j]
+        hi |= R[:, 4 + j] << sh[j]
+    half = np.uint64(4 * vb)                          # 36..60 bits: the second half straddles the words
+    w0 = lo | (hi << half)
+    w1 = hi >> np.uint64(64 - 4 * vb)
+    return np.concatenate([w0.view(np.uint8).reshape(-1, 8), w1.view(np.uint8).reshape(-1, 8)[:, :vb - 8]], axis=1)
+
+
+def _unpack8(b: np.ndarray, vb: int) -> np.ndarray:
+    """Inverse of :func:`_pack8`: bytes (k, vb) -> records (8k,) uint16."""
+    k = b.shape[0]
+    full = np.zeros((k, 16), np.uint8)
+    full[:, :vb] = b
+    w = full.view(np.uint64)                          # (k, 2): the stream's first and second 64 bits
+    mask = np.uint64((1 << vb) - 1)
+    out = np.empty((k, 8), np.uint16)
+    if vb <= 8:
+        w0 = w[:, 0]
+        for j in range(8):
+            out[:, j] = (w0 >> np.uint64(j * vb)) & mask
+        return out.reshape(-1)
+    half = 4 * vb
+    lo = w[:, 0] & np.uint64((1 << half) - 1)
+    hi = (w[:, 0] >> np.uint64(half)) | (w[:, 1] << np.uint64(64 - half))
+    for j in range(4):
+        out[:, j] = (lo >> np.uint64(j * vb)) & mask
+        out[:, 4 + j] = (hi >> np.uint64(j * vb)) & mask
+    return out.reshape(-1)
+
+
+def _block_bytes(s: Settings, count: int) -> int:
+    return -(-count * s.value_bits // s.word) * s.word // 8
+
+
+def _pack_plain(rec: np.ndarray, s: Settings) -> bytes:
+    """The plain image of records ``rec`` (uint16, ``s.value_bits`` wide): blocks of B, each padded to W bits."""
+    n, vb, B = rec.size, s.value_bits, s.block
+    if n == 0:
+        return b""
+    counts = block_counts(n, B)
+    nb = counts.size
+    full = _block_bytes(s, B)
+    padded = rec if n == nb * B else np.concatenate([rec, np.zeros(nb * B - n, np.uint16)])
+    out = np.zeros((nb, full), np.uint8)
+    per = max(1, CHUNK_VALUES // B)                  # blocks per piece
+    for b0 in range(0, nb, per):
+        b1 = min(nb, b0 + per)
+        r = padded[b0 * B:b1 * B]
+        if vb == 16:
+            rows = r.astype("<u2").view(np.uint8).reshape(b1 - b0, 2 * B)
+        else:
+            rows = _pack8(r, vb).reshape(b1 - b0, B * vb // 8)
+        out[b0:b1, :rows.shape[1]] = rows            # the rest of the row: the block's word padding
+    return out.reshape(-1)[:(nb - 1) * full + _block_bytes(s, int(counts[-1]))].tobytes()
+
+
+def _unpack_plain(payload: np.ndarray, s: Settings, n: int) -> np.ndarray:
+    """Records (uint16) of ``n`` values from a plain image (uint8)."""
+    vb, B = s.value_bits, s.block
+    if n == 0:
+        return np.zeros(0, np.uint16)
+    nb = block_counts(n, B).size
+    full = _block_bytes(s, B)
+    pad = nb * full - payload.size                   # the last block may be shorter
+    if pad:
+        payload = np.concatenate([payload, np.zeros(pad, np.uint8)])
+    rows_all = payload.reshape(nb, full)
+    rec = np.empty(nb * B, np.uint16)
+    per = max(1, CHUNK_VALUES // B)
+    for b0 in range(0, nb, per):
+        b1 = min(nb, b0 + per)
+        rows = rows_all[b0:b1, :B * vb // 8]
+        if vb == 16:
+            rec[b0 * B:b1 * B] = np.ascontiguousarray(rows).view("<u2").reshape(-1)
+        else:
+            rec[b0 * B:b1 * B] = _unpack8(rows.reshape(-1, vb), vb)
+    return rec[:n]
+
+
+def _max_exp(bits: np.ndarray, s: Settings) -> int:
+    """The reference's largest rounded exponent of a stored finite nonzero value (format.md 2).
+
+    Rounding (rne, rz) is monotone in the magnitude, so the largest rounded
+    exponent is that of the largest finite magnitude (positive values only
+    when the sign is elided): one max over the tensor, one table look-up.
+    """
+    if bits.size == 0:
+        return 0
+    src = s.src
+    special = np.uint16(src.exp_all_ones << src.man_width)      # first Inf/NaN magnitude
+    if s.sign:
+        mag = bits & np.uint16(src.sign_mask - 1)
+        top = int(np.where(mag < special, mag, 0).max())
+    else:
+        top = int(np.where(bits < special, bits, 0).max())     # negative patterns are >= special
+    emax_t, _ = _pattern_tables(s.with_(exp_base=0))
+    return int(emax_t[top])
+
+
+def _refused(bits: np.ndarray, s: Settings) -> bool:
+    """Whether the reference would refuse a value (negative with the sign elided, Inf/NaN without specials)."""
+    src = s.src
+    special = src.exp_all_ones << src.man_width
+    sign = src.sign_mask
+    if not s.sign and ((bits > np.uint16(sign)) & (bits <= np.uint16(sign | special))).any():
+        return True                                  # nonzero negative finite or -Inf (-NaN is stored as NaN)
+    if not s.specials and ((bits & np.uint16(sign - 1)) >= np.uint16(special)).any():
+        return True
+    return False
+
+
+def encode(x, s: Settings) -> bytes:
+    """The ``.sfpc`` file of ``x``: exactly :func:`sfp.model.container.encode`'s bytes."""
+    x = np.asarray(x)
+    if not covered(s) or x.dtype.itemsize != 2 or x.dtype.kind not in "uVf":
+        return container.encode(x, s)
+    as_bits(x.reshape(-1)[:0], s.source)          # the reference's dtype checks (FormatError)
+    if s.block % 8:
+        return container.encode(x, s)
+    bits = np.ascontiguousarray(x).reshape(-1).view(np.uint16)
+    if _refused(bits, s):
+        return container.encode(x, s)             # raises the reference's FormatError, same index
+    if s.exp_base == "auto":
+        s = s.with_(exp_base=max(0, _max_exp(bits, s) - s.max_code))
+    rec = _record_table(s)[bits]
+    payload = _pack_plain(rec, s)
+    counts = block_counts(bits.size, s.block)
+    block_words = -(-counts * s.value_bits // s.word)
+    e = container.Encoded(s, tuple(x.shape), block_words, payload, x.dtype.kind == "u")
+    return container.header_bytes(e) + payload
+
+
+def decode_bits(data: bytes) -> tuple[np.ndarray, container.Encoded]:
+    """(source bit patterns in the tensor's shape, parsed header) of an ``.sfpc`` file.
+
+    The bit patterns are those of :func:`sfp.model.container.decode`
+    (uint16 for 16-bit sources, uint32 for fp32).
+    """
+    e = container.parse(data)
+    s = e.settings
+    if s.src.width != 16 or s.gecko or s.block % 8:
+        out = container.decode(data, as_float=False)
+        return out, e
+    rec = _unpack_plain(np.frombuffer(e.payload, np.uint8), s, e.n)
+    return _value_table(s)[rec].reshape(e.shape), e
+
+
+def decode(data: bytes, as_float: bool | None = None) -> np.ndarray:
+    """The tensor of an ``.sfpc`` file: exactly :func:`sfp.model.container.decode`'s array."""
+    bits, e = decode_bits(data)
+    if as_float is None:
+        as_float = not e.raw_bits
+    if not as_float:
+        return bits
+    from .quantize import _float_dtype
+    return bits.view(_float_dtype(SOURCES[e.settings.source]))

@@ -1,0 +1,140 @@
+"""sfp.model.fast against the reference (sfp.model.container), bit for bit.
+
+The reference is the definition; the fast path must produce the same file
+bytes on encode and the same array on decode, for every 16-bit pattern
+(exhaustive), over Hypothesis-drawn settings, shapes and value
+distributions, on real training tensors, and for the refusals (same
+FormatError).  Settings the fast path does not cover must fall back to the
+reference (same bytes as well).
+"""
+
+from __future__ import annotations
+
+import io
+
+import ml_dtypes
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings as hsettings, strategies as st
+
+from sfp.codec_cmd import save_npy_bits
+from sfp.model import container, fast
+from sfp.model.formats import FormatError, Settings
+
+ALL16 = np.arange(1 << 16, dtype=np.uint16)
+
+
+def _same(x, s: Settings):
+    try:
+        ref = container.encode(x, s)
+    except FormatError as exc:
+        with pytest.raises(FormatError) as got_exc:
+            fast.encode(x, s)
+        assert str(got_exc.value) == str(exc)
+        return None
+    got = fast.encode(x, s)
+    assert got == ref, s
+    a, b = container.decode(ref), fast.decode(ref)
+    assert a.dtype == b.dtype and a.shape == b.shape
+    assert np.array_equal(np.asarray(a).view(np.uint8), np.asarray(b).view(np.uint8))
+    return ref
+
+
+@pytest.mark.parametrize("source", ["bf16", "fp16"])
+@pytest.mark.parametrize("man_exp", [(None, None), (0, 2), (1, 3), (2, 4), (3, 5), (4, 6), (7, 8), (10, 5)])
+@pytest.mark.parametrize("rounding", ["rne", "rz"])
+def test_every_pattern(source, man_exp, rounding):
+    m, e = man_exp
+    if source == "bf16" and m == 10 or source == "fp16" and (e or 0) > 5:
+        pytest.skip("not a container of this source")
+    for base in ("auto", 0, 100 if source == "bf16" else 10):
+        _same(ALL16, Settings(source=source, man_bits=m, exp_bits=e, exp_base=base, rounding=rounding))
+    # shuffled and without specials/sign where that is legal
+    rng = np.random.default_rng(1)
+    x = rng.permutation(ALL16)
+    _same(x, Settings(source=source, man_bits=m, exp_bits=e, rounding=rounding, specials=True, block=64, word=256))
+    pos = x[(x < 0x7F80) if source == "bf16" else (x < 0x7C00)]
+    _same(pos, Settings(source=source, man_bits=m, exp_bits=e, rounding=rounding, sign=False, specials=False))
+
+
+def test_refusals_are_the_references():
+    neg = np.array([0x3F80, 0x0000, 0x8000, 0xFFC1, 0xBF80], np.uint16)    # -0 and -NaN allowed, -1.0 not
+    for s in (Settings(man_bits=3, exp_bits=5, sign=False), Settings(man_bits=3, exp_bits=5, specials=False)):
+        for x in (neg, np.array([0x3F80, 0x7F80], np.uint16), np.array([0x8000, 0xFFC1], np.uint16)):
+            try:
+                ref = container.encode(x, s)
+            except FormatError as exc:
+                with pytest.raises(FormatError, match=str(exc).replace("(", r"\(").replace(")", r"\)")):
+                    fast.encode(x, s)
+            else:
+                assert fast.encode(x, s) == ref
+    with pytest.raises(FormatError):
+        fast.encode(np.zeros(4, np.float16), Settings(source="bf16"))          # the reference's dtype check
+
+
+def test_uncovered_settings_fall_back():
+    rng = np.random.default_rng(2)
+    x = (rng.standard_normal(3000) * 0.1).astype(ml_dtypes.bfloat16)
+    for s in (Settings(man_bits=3, exp_bits=5, rounding="stochastic", seed=9), Settings(man_bits=3, exp_bits=5, gecko=True),
+              Settings(man_bits=3, exp_bits=5, block=4), Settings(source="fp32", man_bits=5)):
+        assert not fast.covered(s) or s.block % 8
+        _same(x.astype(np.float32) if s.source == "fp32" else x, s)
+
+
+@hsettings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(data=st.data())
+def test_hypothesis_settings_shapes_values(data):
+    source = data.draw(st.sampled_from(["bf16", "fp16"]))
+    width_e = 8 if source == "bf16" else 5
+    width_m = 7 if source == "bf16" else 10
+    e = data.draw(st.integers(2, width_e))
+    m = data.draw(st.integers(0, width_m))
+    s = Settings(source=source, man_bits=m, exp_bits=e, rounding=data.draw(st.sampled_from(["rne", "rz"])),
+                 exp_base=data.draw(st.sampled_from(["auto", 0, 3, 120])) if source == "bf16" else
+                 data.draw(st.sampled_from(["auto", 0, 9])),
+                 specials=data.draw(st.booleans()), sign=data.draw(st.booleans()), block=data.draw(st.sampled_from([8, 16, 64, 256, 1024])),
+                 word=data.draw(st.sampled_from([64, 128, 256, 512])))
+    n = data.draw(st.integers(0, 3000))
+    kind = data.draw(st.sampled_from(["normal", "patterns", "wide"]))
+    rng = np.random.default_rng(data.draw(st.integers(0, 2**32 - 1)))
+    if kind == "patterns":
+        x = rng.integers(0, 1 << 16, n).astype(np.uint16)
+    else:
+        scale = 1e-3 if kind == "normal" else 1e3
+        f = (rng.standard_normal(n) * scale * np.exp2(rng.integers(-20, 20, n))).astype(np.float32)
+        if data.draw(st.booleans()):
+            f = np.abs(f)
+        with np.errstate(over="ignore"):      # beyond fp16's range: Inf, which is a case too
+            x = f.astype(ml_dtypes.bfloat16) if source == "bf16" else f.astype(np.float16)
+    shape = data.draw(st.sampled_from([(n,), (1, n)]))
+    _same(x.reshape(shape), s)
+
+
+@pytest.fixture(scope="module")
+def real():
+    from sfp.train.tensors import ensure_tensors
+    with np.load(ensure_tensors()) as z:
+        return {k: z[k] for k in sorted(z.files)[:12]}
+
+
+def test_real_tensors(real):
+    for name, a in real.items():
+        x = np.asarray(a, np.float32).astype(ml_dtypes.bfloat16)
+        for s in (Settings(man_bits=2, exp_bits=4), Settings(man_bits=3, exp_bits=5), Settings(exp_base=0)):
+            _same(x, s)
+
+
+def test_cli_npy_bytes_are_np_save_of_the_reference():
+    """sfp decode writes the decoded tensor without ml_dtypes: the same .npy bytes as np.save."""
+    cases = [(np.arange(-50, 50, dtype=np.float32).reshape(10, 10).astype(ml_dtypes.bfloat16), "bf16"),
+             (np.arange(12, dtype=np.float16).reshape(3, 4), "fp16"), (np.arange(7, dtype=np.float32), "fp32"),
+             (np.arange(9, dtype=np.uint16), "bf16"), (np.arange(9, dtype=np.uint32), "fp32"),
+             (np.float32(3.0), "fp32"), (np.zeros((0, 3), ml_dtypes.bfloat16), "bf16")]
+    for x, src in cases:
+        data = container.encode(x, Settings(source=src))
+        want = io.BytesIO()
+        np.save(want, container.decode(data))
+        bits, e = fast.decode_bits(data)
+        got = io.BytesIO()
+        save_npy_bits(got, bits, e.settings.source, e.raw_bits)
+        assert got.getvalue() == want.getvalue(), (src, x.dtype)
