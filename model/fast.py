@@ -22,9 +22,12 @@ Two ideas:
   the records, keeping their low ``value_bits`` bits, and ``np.packbits``
   of each block's bits, padded to whole words; unpacking is the reverse.
 
-Not covered, and served by the reference (same bytes, its speed): fp32
-sources (2^32 patterns), stochastic rounding (the rounding depends on the
-value's index), and Gecko-coded blocks.
+Stochastic rounding depends on the value's index, so no table applies: its
+fields come from the reference's own vectorized :func:`to_fields`, and only
+the packing is fast.  Not covered, and served by the reference (same bytes,
+its speed): fp32 sources (2^32 patterns), blocks of fewer than 8 values,
+and Gecko (its groups are variable-length codes: see ``docs/results.md``
+section 1 for what that costs and why it stays so).
 """
 
 from __future__ import annotations
@@ -36,7 +39,7 @@ import numpy as np
 from . import container
 from .blocks import block_counts
 from .formats import SOURCES, Settings
-from .quantize import Fields, _Rounded, as_bits, from_fields, to_fields
+from .quantize import Fields, _Rounded, as_bits, from_fields, resolve, to_fields
 
 __all__ = ["encode", "decode", "decode_bits", "covered"]
 
@@ -46,7 +49,7 @@ CHUNK_VALUES = 1 << 17
 
 def covered(s: Settings) -> bool:
     """Whether :func:`encode` has a fast path for ``s`` (else it calls the reference)."""
-    return s.src.width == 16 and s.rounding != "stochastic" and not s.gecko
+    return s.src.width == 16 and not s.gecko and s.block % 8 == 0
 
 
 @functools.lru_cache(maxsize=64)
@@ -211,19 +214,40 @@ def encode(x, s: Settings) -> bytes:
     if not covered(s) or x.dtype.itemsize != 2 or x.dtype.kind not in "uVf":
         return container.encode(x, s)
     as_bits(x.reshape(-1)[:0], s.source)          # the reference's dtype checks (FormatError)
-    if s.block % 8:
-        return container.encode(x, s)
     bits = np.ascontiguousarray(x).reshape(-1).view(np.uint16)
-    if _refused(bits, s):
-        return container.encode(x, s)             # raises the reference's FormatError, same index
-    if s.exp_base == "auto":
-        s = s.with_(exp_base=max(0, _max_exp(bits, s) - s.max_code))
-    rec = _record_table(s)[bits]
+    if s.rounding == "stochastic":
+        rec, s = _stochastic_records(x, bits, s)
+    else:
+        rec, s = _table_records(x, bits, s)
+        if rec is None:
+            return container.encode(x, s)         # raises the reference's FormatError, same index
     payload = _pack_plain(rec, s)
     counts = block_counts(bits.size, s.block)
     block_words = -(-counts * s.value_bits // s.word)
     e = container.Encoded(s, tuple(x.shape), block_words, payload, x.dtype.kind == "u")
     return container.header_bytes(e) + payload
+
+
+def _table_records(x, bits: np.ndarray, s: Settings):
+    """(records, resolved settings) by table look-up; (None, s) if the reference would refuse a value."""
+    if _refused(bits, s):
+        return None, s
+    if s.exp_base == "auto":
+        s = s.with_(exp_base=max(0, _max_exp(bits, s) - s.max_code))
+    return _record_table(s)[bits], s
+
+
+def _stochastic_records(x, bits: np.ndarray, s: Settings):
+    """(records, resolved settings) for stochastic rounding: the rounding depends on the value's index,
+    so the reference's own vectorized functions run, in the reference's pieces (same error index)."""
+    s = resolve(x, s)
+    rec = np.empty(bits.size, np.uint16)
+    step = container._chunk(s)
+    m, e = s.man_bits, s.exp_bits
+    for i in range(0, bits.size, step):
+        f, _ = to_fields(bits[i:i + step].astype(np.uint32), s, strict=True, start=i)
+        rec[i:i + step] = (f.sign << np.uint32(e + m)) | (f.code << np.uint32(m)) | f.man
+    return rec, s
 
 
 def decode_bits(data: bytes) -> tuple[np.ndarray, container.Encoded]:
