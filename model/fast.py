@@ -33,6 +33,7 @@ section 1 for what that costs and why it stays so).
 from __future__ import annotations
 
 import functools
+import zlib
 
 import numpy as np
 
@@ -41,7 +42,7 @@ from .blocks import block_counts
 from .formats import SOURCES, Settings
 from .quantize import Fields, _Rounded, as_bits, from_fields, resolve, to_fields
 
-__all__ = ["encode", "decode", "decode_bits", "covered"]
+__all__ = ["encode", "encode_parts", "decode", "decode_bits", "covered"]
 
 # Values per piece: keeps the bit-plane temporaries (16 bytes per value) in cache.
 CHUNK_VALUES = 1 << 17
@@ -131,49 +132,57 @@ def _block_bytes(s: Settings, count: int) -> int:
     return -(-count * s.value_bits // s.word) * s.word // 8
 
 
-def _pack_plain(rec: np.ndarray, s: Settings) -> bytes:
-    """The plain image of records ``rec`` (uint16, ``s.value_bits`` wide): blocks of B, each padded to W bits."""
-    n, vb, B = rec.size, s.value_bits, s.block
+def _pack_plain(vals: np.ndarray, s: Settings, table: np.ndarray | None = None) -> np.ndarray:
+    """The plain image (uint8) of ``vals``: blocks of B records, each block padded to whole W-bit words.
+
+    The records are ``table[vals]`` (or ``vals`` themselves when ``table`` is
+    None), looked up piece by piece so the temporaries stay in cache.
+    """
+    n, vb, B = vals.size, s.value_bits, s.block
     if n == 0:
-        return b""
+        return np.zeros(0, np.uint8)
     counts = block_counts(n, B)
     nb = counts.size
     full = _block_bytes(s, B)
-    padded = rec if n == nb * B else np.concatenate([rec, np.zeros(nb * B - n, np.uint16)])
     out = np.zeros((nb, full), np.uint8)
     per = max(1, CHUNK_VALUES // B)                  # blocks per piece
     for b0 in range(0, nb, per):
         b1 = min(nb, b0 + per)
-        r = padded[b0 * B:b1 * B]
+        v = vals[b0 * B:b1 * B]
+        r = v if table is None else table[v]
+        if r.size < (b1 - b0) * B:                   # a short last block: zero records after the tensor
+            r = np.concatenate([r, np.zeros((b1 - b0) * B - r.size, np.uint16)])
         if vb == 16:
-            rows = r.astype("<u2").view(np.uint8).reshape(b1 - b0, 2 * B)
+            rows = r.astype("<u2", copy=False).view(np.uint8).reshape(b1 - b0, 2 * B)
         else:
             rows = _pack8(r, vb).reshape(b1 - b0, B * vb // 8)
         out[b0:b1, :rows.shape[1]] = rows            # the rest of the row: the block's word padding
-    return out.reshape(-1)[:(nb - 1) * full + _block_bytes(s, int(counts[-1]))].tobytes()
+    return out.reshape(-1)[:(nb - 1) * full + _block_bytes(s, int(counts[-1]))]
 
 
-def _unpack_plain(payload: np.ndarray, s: Settings, n: int) -> np.ndarray:
-    """Records (uint16) of ``n`` values from a plain image (uint8)."""
+def _unpack_plain(payload: np.ndarray, s: Settings, n: int, table: np.ndarray) -> np.ndarray:
+    """``table[record]`` of the ``n`` records of a plain image (uint8)."""
     vb, B = s.value_bits, s.block
+    out = np.empty(n, table.dtype)
     if n == 0:
-        return np.zeros(0, np.uint16)
+        return out
     nb = block_counts(n, B).size
     full = _block_bytes(s, B)
     pad = nb * full - payload.size                   # the last block may be shorter
     if pad:
         payload = np.concatenate([payload, np.zeros(pad, np.uint8)])
     rows_all = payload.reshape(nb, full)
-    rec = np.empty(nb * B, np.uint16)
     per = max(1, CHUNK_VALUES // B)
     for b0 in range(0, nb, per):
         b1 = min(nb, b0 + per)
         rows = rows_all[b0:b1, :B * vb // 8]
         if vb == 16:
-            rec[b0 * B:b1 * B] = np.ascontiguousarray(rows).view("<u2").reshape(-1)
+            rec = np.ascontiguousarray(rows).view("<u2").reshape(-1)
         else:
-            rec[b0 * B:b1 * B] = _unpack8(rows.reshape(-1, vb), vb)
-    return rec[:n]
+            rec = _unpack8(rows.reshape(-1, vb), vb)
+        lo, hi = b0 * B, min(n, b1 * B)
+        out[lo:hi] = table[rec[:hi - lo]]
+    return out
 
 
 def _max_exp(bits: np.ndarray, s: Settings) -> int:
@@ -208,33 +217,46 @@ def _refused(bits: np.ndarray, s: Settings) -> bool:
     return False
 
 
-def encode(x, s: Settings) -> bytes:
-    """The ``.sfpc`` file of ``x``: exactly :func:`sfp.model.container.encode`'s bytes."""
+def encode_parts(x, s: Settings) -> tuple[bytes, np.ndarray]:
+    """(header, payload) of :func:`encode`: the file is ``header + payload.tobytes()``.
+
+    Two parts so that a caller writing a file need not copy the payload again.
+    """
     x = np.asarray(x)
     if not covered(s) or x.dtype.itemsize != 2 or x.dtype.kind not in "uVf":
-        return container.encode(x, s)
+        data = container.encode(x, s)
+        e = container.parse(data)
+        return data[:len(data) - len(e.payload)], np.frombuffer(e.payload, np.uint8)
     as_bits(x.reshape(-1)[:0], s.source)          # the reference's dtype checks (FormatError)
     bits = np.ascontiguousarray(x).reshape(-1).view(np.uint16)
     if s.rounding == "stochastic":
         rec, s = _stochastic_records(x, bits, s)
+        payload = _pack_plain(rec, s)
     else:
-        rec, s = _table_records(x, bits, s)
-        if rec is None:
-            return container.encode(x, s)         # raises the reference's FormatError, same index
-    payload = _pack_plain(rec, s)
+        table, s = _table_records(bits, s)
+        if table is None:
+            container.encode(x, s)                  # raises the reference's FormatError, same index
+            raise AssertionError("the fast path refused what the reference accepts")
+        payload = _pack_plain(bits, s, table)
     counts = block_counts(bits.size, s.block)
     block_words = -(-counts * s.value_bits // s.word)
-    e = container.Encoded(s, tuple(x.shape), block_words, payload, x.dtype.kind == "u")
-    return container.header_bytes(e) + payload
+    e = container.Encoded(s, tuple(x.shape), block_words, b"", x.dtype.kind == "u")
+    return container.header_bytes(e, zlib.crc32(payload)), payload
 
 
-def _table_records(x, bits: np.ndarray, s: Settings):
-    """(records, resolved settings) by table look-up; (None, s) if the reference would refuse a value."""
+def encode(x, s: Settings) -> bytes:
+    """The ``.sfpc`` file of ``x``: exactly :func:`sfp.model.container.encode`'s bytes."""
+    header, payload = encode_parts(x, s)
+    return header + payload.tobytes()
+
+
+def _table_records(bits: np.ndarray, s: Settings):
+    """(record table, resolved settings); (None, s) if the reference would refuse a value."""
     if _refused(bits, s):
         return None, s
     if s.exp_base == "auto":
         s = s.with_(exp_base=max(0, _max_exp(bits, s) - s.max_code))
-    return _record_table(s)[bits], s
+    return _record_table(s), s
 
 
 def _stochastic_records(x, bits: np.ndarray, s: Settings):
@@ -261,8 +283,7 @@ def decode_bits(data: bytes) -> tuple[np.ndarray, container.Encoded]:
     if s.src.width != 16 or s.gecko or s.block % 8:
         out = container.decode(data, as_float=False)
         return out, e
-    rec = _unpack_plain(np.frombuffer(e.payload, np.uint8), s, e.n)
-    return _value_table(s)[rec].reshape(e.shape), e
+    return _unpack_plain(np.frombuffer(e.payload, np.uint8), s, e.n, _value_table(s)).reshape(e.shape), e
 
 
 def decode(data: bytes, as_float: bool | None = None) -> np.ndarray:

@@ -58,12 +58,17 @@ def settings_from(args, source: str) -> Settings:
 # -- commands ------------------------------------------------------------------
 
 def cmd_encode(args) -> int:
-    from sfp.model.fast import encode      # the reference's bytes (tests/test_model_fast.py), sooner
+    from sfp.model.fast import encode_parts     # the reference's bytes (tests/test_model_fast.py), sooner
     output_path(args.output)
     x, source = source_of(load_npy(args.input), args.source)
-    data = encode(x, settings_from(args, source))
-    write_atomic(args.output, lambda f: f.write(data))
-    print(f"{args.input}: {x.size} values -> {args.output} ({len(data)} bytes)", file=sys.stderr)
+    header, payload = encode_parts(x, settings_from(args, source))
+
+    def write(f):
+        f.write(header)
+        f.write(memoryview(payload))
+
+    write_atomic(args.output, write)
+    print(f"{args.input}: {x.size} values -> {args.output} ({len(header) + payload.size} bytes)", file=sys.stderr)
     return 0
 
 
@@ -80,7 +85,7 @@ def save_npy_bits(f, bits: np.ndarray, source: str, raw_bits: bool) -> None:
     else:
         descr = {"bf16": "<V2", "fp16": "<f2", "fp32": "<f4"}[source]
     np.lib.format.write_array_header_1_0(f, {"descr": descr, "fortran_order": False, "shape": bits.shape})
-    f.write(np.ascontiguousarray(bits, bits.dtype.newbyteorder("<")).tobytes())
+    f.write(memoryview(np.ascontiguousarray(bits, bits.dtype.newbyteorder("<")).reshape(-1)).cast("B"))
 
 
 def cmd_decode(args) -> int:
