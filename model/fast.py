@@ -22,12 +22,20 @@ Two ideas:
   the records, keeping their low ``value_bits`` bits, and ``np.packbits``
   of each block's bits, padded to whole words; unpacking is the reverse.
 
+* **Gecko encoding, few wide fields.**  The reference chooses each group's
+  code (:func:`sfp.model.gecko.code_groups`, reused here); the layout then
+  puts each slice's fields side by side in at most seven 64-bit values
+  (remainders or raw codes, two halves of unary codes, escapes, two halves
+  of sign/mantissa records), built lane by lane, and a sorted-offset packer
+  (``np.add.reduceat`` per 64-bit word) writes them.  The last, short block
+  takes the reference's layout.
+
 Stochastic rounding depends on the value's index, so no table applies: its
 fields come from the reference's own vectorized :func:`to_fields`, and only
 the packing is fast.  Not covered, and served by the reference (same bytes,
 its speed): fp32 sources (2^32 patterns), blocks of fewer than 8 values,
-and Gecko (its groups are variable-length codes: see ``docs/results.md``
-section 1 for what that costs and why it stays so).
+and the *decoding* of Gecko blocks (finding the unary codes' ends is a
+serial walk through each block; see ``docs/results.md`` section 1).
 """
 
 from __future__ import annotations
@@ -37,8 +45,8 @@ import zlib
 
 import numpy as np
 
-from . import container
-from .blocks import block_counts
+from . import bitpack, container, gecko
+from .blocks import block_counts, pack_image
 from .formats import SOURCES, Settings
 from .quantize import Fields, _Rounded, as_bits, from_fields, resolve, to_fields
 
@@ -50,7 +58,7 @@ CHUNK_VALUES = 1 << 17
 
 def covered(s: Settings) -> bool:
     """Whether :func:`encode` has a fast path for ``s`` (else it calls the reference)."""
-    return s.src.width == 16 and not s.gecko and s.block % 8 == 0
+    return s.src.width == 16 and s.block % 8 == 0
 
 
 @functools.lru_cache(maxsize=64)
@@ -128,6 +136,13 @@ def _unpack8(b: np.ndarray, vb: int) -> np.ndarray:
     return out.reshape(-1)
 
 
+def _plain_rows(r: np.ndarray, vb: int, nblocks: int) -> np.ndarray:
+    """Records ``r`` (uint16) of ``nblocks`` whole blocks, packed: (nblocks, B * vb / 8) bytes."""
+    if vb == 16:
+        return r.astype("<u2", copy=False).view(np.uint8).reshape(nblocks, -1)
+    return _pack8(r, vb).reshape(nblocks, -1)
+
+
 def _block_bytes(s: Settings, count: int) -> int:
     return -(-count * s.value_bits // s.word) * s.word // 8
 
@@ -152,10 +167,7 @@ def _pack_plain(vals: np.ndarray, s: Settings, table: np.ndarray | None = None) 
         r = v if table is None else table[v]
         if r.size < (b1 - b0) * B:                   # a short last block: zero records after the tensor
             r = np.concatenate([r, np.zeros((b1 - b0) * B - r.size, np.uint16)])
-        if vb == 16:
-            rows = r.astype("<u2", copy=False).view(np.uint8).reshape(b1 - b0, 2 * B)
-        else:
-            rows = _pack8(r, vb).reshape(b1 - b0, B * vb // 8)
+        rows = _plain_rows(r, vb, b1 - b0)
         out[b0:b1, :rows.shape[1]] = rows            # the rest of the row: the block's word padding
     return out.reshape(-1)[:(nb - 1) * full + _block_bytes(s, int(counts[-1]))]
 
@@ -231,15 +243,19 @@ def encode_parts(x, s: Settings) -> tuple[bytes, np.ndarray]:
     bits = np.ascontiguousarray(x).reshape(-1).view(np.uint16)
     if s.rounding == "stochastic":
         rec, s = _stochastic_records(x, bits, s)
-        payload = _pack_plain(rec, s)
+        vals, table = rec, None
     else:
         table, s = _table_records(bits, s)
         if table is None:
             container.encode(x, s)                  # raises the reference's FormatError, same index
             raise AssertionError("the fast path refused what the reference accepts")
-        payload = _pack_plain(bits, s, table)
-    counts = block_counts(bits.size, s.block)
-    block_words = -(-counts * s.value_bits // s.word)
+        vals = bits
+    if s.gecko:
+        payload, block_words = _pack_gecko(vals if table is None else table[vals], s)
+    else:
+        payload = _pack_plain(vals, s, table)
+        counts = block_counts(bits.size, s.block)
+        block_words = -(-counts * s.value_bits // s.word)
     e = container.Encoded(s, tuple(x.shape), block_words, b"", x.dtype.kind == "u")
     return container.header_bytes(e, zlib.crc32(payload)), payload
 
@@ -280,7 +296,7 @@ def decode_bits(data: bytes) -> tuple[np.ndarray, container.Encoded]:
     """
     e = container.parse(data)
     s = e.settings
-    if s.src.width != 16 or s.gecko or s.block % 8:
+    if s.src.width != 16 or s.gecko or s.block % 8:       # Gecko decoding: the reference
         out = container.decode(data, as_float=False)
         return out, e
     return _unpack_plain(np.frombuffer(e.payload, np.uint8), s, e.n, _value_table(s)).reshape(e.shape), e
@@ -295,3 +311,134 @@ def decode(data: bytes, as_float: bool | None = None) -> np.ndarray:
         return bits
     from .quantize import _float_dtype
     return bits.view(_float_dtype(SOURCES[e.settings.source]))
+
+
+# -- Gecko ------------------------------------------------------------------------
+
+def _pack_gecko(rec: np.ndarray, s: Settings) -> tuple[np.ndarray, np.ndarray]:
+    """(image bytes, W-bit words per block) of plain records ``rec`` stored with Gecko (format.md 5)."""
+    n, B, m, e = rec.size, s.block, s.man_bits, s.exp_bits
+    code = (rec >> np.uint16(m)) & np.uint16((1 << e) - 1)
+    sm = ((rec >> np.uint16(e + m)) << np.uint16(m)) | (rec & np.uint16((1 << m) - 1))
+    nfull = n // B * B
+    per = max(1, CHUNK_VALUES // B) * B                # values per piece, whole blocks
+    images, index = [], []
+    for i in range(0, nfull, per):
+        img, bw = _gecko_blocks(code[i:min(nfull, i + per)], sm[i:min(nfull, i + per)], s)
+        images.append(img)
+        index.append(bw)
+    if nfull < n:                                      # a short last block: the reference's layout
+        f = Fields(sm[nfull:].astype(np.uint32) >> np.uint32(m), code[nfull:].astype(np.uint32),
+                   sm[nfull:].astype(np.uint32) & np.uint32((1 << m) - 1))
+        words, bw = pack_image(f, s)
+        images.append(np.frombuffer(bitpack.to_bytes(words, int(bw.sum()) * s.word // 8), np.uint8))
+        index.append(np.asarray(bw, np.int64))
+    if not images:
+        return np.zeros(0, np.uint8), np.zeros(0, np.int64)
+    return np.concatenate(images), np.concatenate(index)
+
+
+def _pack_items(values: np.ndarray, widths: np.ndarray, offsets: np.ndarray, nwords: int) -> np.ndarray:
+    """uint64 words of a bit stream from fields (value, width <= 64, bit offset) given in stream order.
+
+    The fields do not overlap, so a word is the sum of the fields' parts that
+    fall in it; offsets never decrease, so those sums are ``np.add.reduceat``
+    over runs of equal word index.
+    """
+    words = np.zeros(nwords + 1, np.uint64)
+    keep = widths > 0
+    v, off = values[keep], offsets[keep]
+    if v.size == 0:
+        return words[:nwords]
+    idx = off >> 6
+    sh = (off & 63).astype(np.uint64)
+    lo = v << sh
+    hi = (v >> np.uint64(1)) >> (np.uint64(63) - sh)        # v >> (64 - sh), 0 when sh == 0
+    starts = np.flatnonzero(np.concatenate([[True], idx[1:] != idx[:-1]]))
+    u = idx[starts]
+    words[u] = np.add.reduceat(lo, starts)
+    words[u + 1] += np.add.reduceat(hi, starts)
+    return words[:nwords]
+
+
+def _lanes_sum(vals: np.ndarray, shifts: np.ndarray) -> np.ndarray:
+    """Sum over the last axis of ``vals << shifts`` (uint64): fields placed side by side."""
+    return (vals.astype(np.uint64) << shifts.astype(np.uint64)).sum(axis=-1, dtype=np.uint64)
+
+
+def _gecko_blocks(code: np.ndarray, sm: np.ndarray, s: Settings) -> tuple[np.ndarray, np.ndarray]:
+    """(image bytes, W-bit words per block) of whole blocks (``code.size`` a multiple of B), format.md 5."""
+    e, G, B, W = s.exp_bits, s.group, s.block, s.word
+    S = gecko.slice_size(G)
+    nsl, H = G // S, S // 2 if S >= 2 else 1
+    smb, hb = s.sign_bits + s.man_bits, gecko.header_bits(e)
+    nb = code.size // B
+    gpb = B // G                                        # groups per block
+    gc = gecko.code_groups(code, G, e)
+    ng = gc.base.size
+    base, z, mode = gc.base.astype(np.int64), gc.zflag.astype(np.int64), gc.mode.astype(np.int64)
+    k = np.minimum(mode, 2)
+    rice = (base > 0) & (mode != gecko.RAW)
+    raw = (base > 0) & (mode == gecko.RAW)
+    sym = gc.sym.reshape(ng, nsl, S)
+    c3 = code.reshape(ng, nsl, S)
+    sm3 = sm.reshape(ng, nsl, S)
+    u64 = np.uint64
+    kk = k.astype(u64)[:, None]                     # (ng, 1) against (ng, nsl) lane slices
+    kmask = ((np.int64(1) << k) - 1)[:, None]
+    ricec, rawc = rice[:, None], raw[:, None]
+    zero = np.zeros((ng, nsl), u64)
+    # Lane by lane (S steps over (ng, nsl) slices): reductions over a short last
+    # axis are slow in NumPy, explicit accumulation is not.
+    a_rice, a_raw, x_val = zero.copy(), zero.copy(), zero.copy()
+    rank = np.zeros((ng, nsl), np.int64)
+    halves = [[zero.copy(), np.zeros((ng, nsl), np.int64)] for _ in range(0, S, H)]
+    mh = [zero.copy() for _ in range(0, S, H)]
+    for l in range(S):
+        sl = sym[..., l].astype(np.int64)
+        cl = c3[..., l].astype(u64)
+        ql = np.minimum(sl >> k[:, None], gecko.Q)
+        escl = (ql == gecko.Q) & ricec
+        a_rice |= np.where(escl, 0, sl & kmask).astype(u64) << (kk * u64(l))
+        a_raw |= cl << u64(l * e)
+        hv = halves[l // H]
+        wl = np.where(ricec, ql + 1, 0)
+        hv[0] |= np.where(ricec, (np.int64(1) << ql) - 1, 0).astype(u64) << hv[1].astype(u64)
+        hv[1] += wl
+        x_val |= np.where(escl, cl << (rank * e).astype(u64), u64(0))
+        rank += escl
+        mh[l // H] |= sm3[..., l].astype(u64) << u64((l % H) * smb)
+    a_val = np.where(ricec, a_rice, np.where(rawc, a_raw, u64(0)))
+    a_w = np.broadcast_to(np.where(rice, S * k, np.where(raw, S * e, 0))[:, None], (ng, nsl))
+    x_w = rank * e
+    mw = [np.full((ng, nsl), min(H, S - h0) * smb) for h0 in range(0, S, H)]
+    per_slice = [(a_val, a_w)] + [tuple(hv) for hv in halves] + [(x_val, x_w)] + list(zip(mh, mw))
+    nslot = len(per_slice)
+    vals = np.zeros((ng, 1 + nsl * nslot), np.uint64)
+    wids = np.zeros((ng, 1 + nsl * nslot), np.int64)
+    vals[:, 0] = (base | (z << e) | (mode << (e + 1))).astype(np.uint64)
+    wids[:, 0] = hb
+    for j, (v, w) in enumerate(per_slice):
+        vals[:, 1 + j::nslot] = v
+        wids[:, 1 + j::nslot] = w
+    wids_b = wids.reshape(nb, -1)
+    block_bits = wids_b.sum(axis=1)
+    coded_words = -(-block_bits // W)
+    plain_words = -(-B * s.value_bits // W)
+    coded = coded_words < plain_words
+    block_words = np.where(coded, coded_words, plain_words)
+    bstart = np.concatenate([[0], np.cumsum(block_words)[:-1]]) * W
+    offs = (np.cumsum(wids_b, axis=1) - wids_b) + bstart[:, None]
+    sel = np.repeat(coded, wids_b.shape[1])
+    total = int(block_words.sum()) * W
+    words = _pack_items(vals.reshape(-1)[sel], wids_b.reshape(-1)[sel], offs.reshape(-1)[sel], total // 64)
+    image = words.view(np.uint8)
+    if not coded.all():                                  # blocks Gecko would not shorten: stored plain (5.2)
+        m = s.man_bits
+        rec = ((sm >> np.uint64(m)) << np.uint64(e + m)) | (code.astype(np.uint64) << np.uint64(m)) \
+            | (sm & np.uint64((1 << m) - 1))
+        rows = _plain_rows(rec.astype(np.uint16).reshape(nb, B)[~coded].reshape(-1), s.value_bits, int((~coded).sum()))
+        starts = bstart[~coded] // 8
+        for r, st0 in zip(rows, starts):
+            image[st0:st0 + r.size] = r
+    return image, block_words

@@ -49,10 +49,12 @@ def test_every_pattern(source, man_exp, rounding):
         pytest.skip("not a container of this source")
     for base in ("auto", 0, 100 if source == "bf16" else 10):
         _same(ALL16, Settings(source=source, man_bits=m, exp_bits=e, exp_base=base, rounding=rounding))
+        _same(ALL16, Settings(source=source, man_bits=m, exp_bits=e, exp_base=base, rounding=rounding, gecko=True))
     # shuffled and without specials/sign where that is legal
     rng = np.random.default_rng(1)
     x = rng.permutation(ALL16)
     _same(x, Settings(source=source, man_bits=m, exp_bits=e, rounding=rounding, specials=True, block=64, word=256))
+    _same(x, Settings(source=source, man_bits=m, exp_bits=e, rounding=rounding, gecko=True, group=8, block=64))
     pos = x[(x < 0x7F80) if source == "bf16" else (x < 0x7C00)]
     _same(pos, Settings(source=source, man_bits=m, exp_bits=e, rounding=rounding, sign=False, specials=False))
 
@@ -75,8 +77,8 @@ def test_refusals_are_the_references():
 def test_uncovered_settings_fall_back():
     rng = np.random.default_rng(2)
     x = (rng.standard_normal(3000) * 0.1).astype(ml_dtypes.bfloat16)
-    for s in (Settings(man_bits=3, exp_bits=5, gecko=True), Settings(man_bits=3, exp_bits=5, block=4),
-              Settings(source="fp32", man_bits=5)):
+    for s in (Settings(man_bits=3, exp_bits=5, block=4), Settings(source="fp32", man_bits=5),
+              Settings(source="fp32", man_bits=5, gecko=True)):
         assert not fast.covered(s)
         _same(x.astype(np.float32) if s.source == "fp32" else x, s)
 
@@ -88,6 +90,7 @@ def test_stochastic_rounding_across_pieces():
     x = (rng.standard_normal(n) * 0.1).astype(ml_dtypes.bfloat16)
     for seed in (0, 1, 0xFFFFFFFF):
         _same(x, Settings(man_bits=2, exp_bits=4, rounding="stochastic", seed=seed))
+    _same(x, Settings(man_bits=2, exp_bits=4, rounding="stochastic", seed=3, gecko=True))
     _same(x.view(np.uint16).reshape(7, -1) if n % 7 == 0 else x.reshape(1, -1),
           Settings(source="fp16", man_bits=4, exp_bits=5, rounding="stochastic", seed=5))
     y = np.abs(x)
@@ -108,6 +111,7 @@ def test_hypothesis_settings_shapes_values(data):
                  exp_base=data.draw(st.sampled_from(["auto", 0, 3, 120])) if source == "bf16" else
                  data.draw(st.sampled_from(["auto", 0, 9])),
                  specials=data.draw(st.booleans()), sign=data.draw(st.booleans()), block=data.draw(st.sampled_from([8, 16, 64, 256, 1024])),
+                 gecko=data.draw(st.booleans()), group=data.draw(st.sampled_from([4, 8])),
                  word=data.draw(st.sampled_from([64, 128, 256, 512])))
     n = data.draw(st.integers(0, 3000))
     kind = data.draw(st.sampled_from(["normal", "patterns", "wide"]))
@@ -135,7 +139,8 @@ def real():
 def test_real_tensors(real):
     for name, a in real.items():
         x = np.asarray(a, np.float32).astype(ml_dtypes.bfloat16)
-        for s in (Settings(man_bits=2, exp_bits=4), Settings(man_bits=3, exp_bits=5), Settings(exp_base=0)):
+        for s in (Settings(man_bits=2, exp_bits=4), Settings(man_bits=3, exp_bits=5), Settings(exp_base=0),
+                  Settings(man_bits=2, exp_bits=4, gecko=True), Settings(exp_base=0, gecko=True)):
             _same(x, s)
 
 
