@@ -158,3 +158,28 @@ def test_cli_npy_bytes_are_np_save_of_the_reference():
         got = io.BytesIO()
         save_npy_bits(got, bits, e.settings.source, e.raw_bits)
         assert got.getvalue() == want.getvalue(), (src, x.dtype)
+
+
+def test_gecko_corrupted_images_fail_like_the_reference():
+    """Payloads damaged under valid checksums: the same array or the same FormatError as the reference."""
+    rng = np.random.default_rng(4)
+    x = (rng.standard_normal(5000) * 0.05).astype(ml_dtypes.bfloat16)
+    x[rng.random(x.size) < 0.3] = 0
+    e = container.parse(container.encode(x, Settings(man_bits=2, exp_bits=4, gecko=True, block=64, group=16)))
+    raised = 0
+    for trial in range(40):
+        p = bytearray(e.payload)
+        for i in rng.integers(0, len(p), 1 + trial % 4):
+            p[i] ^= 1 << int(rng.integers(0, 8))
+        bad = container.Encoded(e.settings, e.shape, e.block_words, bytes(p), e.raw_bits)
+        data = container.header_bytes(bad) + bytes(p)
+        try:
+            want = container.decode(data)
+        except FormatError as exc:
+            raised += 1
+            with pytest.raises(FormatError) as got:
+                fast.decode(data)
+            assert str(got.value) == str(exc)
+        else:
+            assert np.array_equal(fast.decode(data).view(np.uint16), want.view(np.uint16))
+    assert raised > 0          # the damage did reach the refusals
