@@ -58,8 +58,11 @@ from .quantize import Fields, _Rounded, as_bits, from_fields, resolve, to_fields
 
 __all__ = ["encode", "encode_parts", "decode", "decode_bits", "covered"]
 
-# Values per piece: keeps the bit-plane temporaries (16 bytes per value) in cache.
+# Values per piece: keeps the packing temporaries in cache.
 CHUNK_VALUES = 1 << 17
+# Values per piece of Gecko decoding: large, since each of its ~256 serial steps per
+# piece costs a NumPy call, yet bounded (about 20 bytes of temporaries per value).
+DECODE_PIECE = 1 << 21
 
 
 def covered(s: Settings) -> bool:
@@ -331,18 +334,22 @@ def decode(data: bytes, as_float: bool | None = None) -> np.ndarray:
 def _pack_gecko(rec: np.ndarray, s: Settings) -> tuple[np.ndarray, np.ndarray]:
     """(image bytes, W-bit words per block) of plain records ``rec`` stored with Gecko (format.md 5)."""
     n, B, m, e = rec.size, s.block, s.man_bits, s.exp_bits
-    code = (rec >> np.uint16(m)) & np.uint16((1 << e) - 1)
-    sm = ((rec >> np.uint16(e + m)) << np.uint16(m)) | (rec & np.uint16((1 << m) - 1))
+
+    def split(r):            # exponent codes and sign/mantissa records of plain records
+        return ((r >> np.uint16(m)) & np.uint16((1 << e) - 1),
+                ((r >> np.uint16(e + m)) << np.uint16(m)) | (r & np.uint16((1 << m) - 1)))
+
     nfull = n // B * B
     per = max(1, CHUNK_VALUES // B) * B                # values per piece, whole blocks
     images, index = [], []
     for i in range(0, nfull, per):
-        img, bw = _gecko_blocks(code[i:min(nfull, i + per)], sm[i:min(nfull, i + per)], s)
+        img, bw = _gecko_blocks(*split(rec[i:min(nfull, i + per)]), s)
         images.append(img)
         index.append(bw)
     if nfull < n:                                      # a short last block: the reference's layout
-        f = Fields(sm[nfull:].astype(np.uint32) >> np.uint32(m), code[nfull:].astype(np.uint32),
-                   sm[nfull:].astype(np.uint32) & np.uint32((1 << m) - 1))
+        code, sm = split(rec[nfull:])
+        f = Fields(sm.astype(np.uint32) >> np.uint32(m), code.astype(np.uint32),
+                   sm.astype(np.uint32) & np.uint32((1 << m) - 1))
         words, bw = pack_image(f, s)
         images.append(np.frombuffer(bitpack.to_bytes(words, int(bw.sum()) * s.word // 8), np.uint8))
         index.append(np.asarray(bw, np.int64))
@@ -481,9 +488,9 @@ _TRAILING_ONES = np.array([(v ^ (v + 1)).bit_length() - 1 for v in range(1 << (g
 
 
 def _unpack_gecko_fast(w: np.ndarray, blocks: np.ndarray, bstart: np.ndarray, block_words: np.ndarray,
-                       counts: np.ndarray, s: Settings, code_out: np.ndarray, sm_out: np.ndarray) -> None:
-    """The Gecko-coded ``blocks``: the reference's walk (blocks.py), with one 64-bit reader of the
-    whole image, every block of the tensor in each vectorized step."""
+                       counts: np.ndarray, s: Settings, code_out: np.ndarray, sm_out: np.ndarray, first: int) -> None:
+    """The Gecko-coded ``blocks`` into rows ``block - first`` of ``code_out``/``sm_out``: the reference's
+    walk (blocks.py), with one 64-bit reader of the whole image, all the piece's blocks in each step."""
     e, G, B = s.exp_bits, s.group, s.block
     S = gecko.slice_size(G)
     hb, smb = gecko.header_bits(e), s.sign_bits + s.man_bits
@@ -534,8 +541,8 @@ def _unpack_gecko_fast(w: np.ndarray, blocks: np.ndarray, bstart: np.ndarray, bl
             smv = _read(w, exp_end[:, None] + li * smb, smb)
             # lanes past a short last group hold garbage here; the caller keeps the first n values only
             lo = j * G + t * S
-            code_out[blocks[act], lo:lo + S] = c
-            sm_out[blocks[act], lo:lo + S] = smv
+            code_out[blocks[act] - first, lo:lo + S] = c
+            sm_out[blocks[act] - first, lo:lo + S] = smv
             cur = exp_end + ns * smb
         pos[act] = cur
     if ((pos - bstart + s.word - 1) // s.word != block_words).any():
@@ -555,19 +562,27 @@ def _decode_gecko(payload: np.ndarray, s: Settings, n: int, block_words: np.ndar
         raise _Corrupt
     bstart = np.concatenate([[0], np.cumsum(block_words)[:-1]]) * W
     nb = counts.size
-    code = np.zeros((nb, B), np.int32)
-    sm = np.zeros((nb, B), np.int32)
-    cb = np.flatnonzero(coded)
-    if cb.size:
-        _unpack_gecko_fast(_stream64(payload), cb, bstart, block_words, counts, s, code, sm)
-    rec = (((sm >> m) << (e + m)) | (code << m) | (sm & ((1 << m) - 1))).astype(np.uint16)   # int32: fits
-    pb = np.flatnonzero(~coded)
-    if pb.size:                                         # blocks stored plain (format.md 5.2)
-        nbytes = B * s.value_bits // 8
-        buf = np.concatenate([payload, np.zeros(nbytes, np.uint8)])
-        rows = buf[(bstart[pb] // 8)[:, None] + np.arange(nbytes)]
-        if s.value_bits == 16:
-            rec[pb] = rows.view("<u2")
-        else:
-            rec[pb] = _unpack8(rows.reshape(-1, s.value_bits), s.value_bits).reshape(pb.size, B)
-    return _value_table(s)[rec.reshape(-1)[:n]]
+    w = _stream64(payload)
+    nbytes = B * s.value_bits // 8
+    buf = np.concatenate([payload, np.zeros(nbytes, np.uint8)])
+    table = _value_table(s)
+    out = np.empty(n, np.uint16)
+    per = max(1, DECODE_PIECE // B)                     # blocks per piece: bounded temporaries
+    for b0 in range(0, nb, per):
+        b1 = min(nb, b0 + per)
+        code = np.zeros((b1 - b0, B), np.int32)
+        sm = np.zeros((b1 - b0, B), np.int32)
+        cb = b0 + np.flatnonzero(coded[b0:b1])
+        if cb.size:
+            _unpack_gecko_fast(w, cb, bstart, block_words, counts, s, code, sm, b0)
+        rec = (((sm >> m) << (e + m)) | (code << m) | (sm & ((1 << m) - 1))).astype(np.uint16)   # int32: fits
+        pb = b0 + np.flatnonzero(~coded[b0:b1])
+        if pb.size:                                     # blocks stored plain (format.md 5.2)
+            rows = buf[(bstart[pb] // 8)[:, None] + np.arange(nbytes)]
+            if s.value_bits == 16:
+                rec[pb - b0] = rows.view("<u2")
+            else:
+                rec[pb - b0] = _unpack8(rows.reshape(-1, s.value_bits), s.value_bits).reshape(pb.size, B)
+        lo, hi = b0 * B, min(n, b1 * B)
+        out[lo:hi] = table[rec.reshape(-1)[:hi - lo]]
+    return out

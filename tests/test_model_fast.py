@@ -160,6 +160,16 @@ def test_cli_npy_bytes_are_np_save_of_the_reference():
         assert got.getvalue() == want.getvalue(), (src, x.dtype)
 
 
+def test_gecko_decoding_in_pieces(monkeypatch):
+    """Gecko decoding works piece by piece (bounded memory): tiny pieces give the reference's values."""
+    monkeypatch.setattr(fast, "DECODE_PIECE", 64)
+    rng = np.random.default_rng(5)
+    x = (rng.standard_normal(20_000 + 13) * 0.05).astype(ml_dtypes.bfloat16)
+    x[rng.random(x.size) < 0.3] = 0
+    for s in (Settings(man_bits=2, exp_bits=4, gecko=True), Settings(exp_base=0, gecko=True, block=64, group=16)):
+        _same(x, s)
+
+
 def test_gecko_corrupted_images_fail_like_the_reference():
     """Payloads damaged under valid checksums: the same array or the same FormatError as the reference."""
     rng = np.random.default_rng(4)
