@@ -54,7 +54,7 @@ import numpy as np
 from . import bitpack, container, gecko
 from .blocks import block_counts, pack_image
 from .formats import SOURCES, Settings
-from .quantize import Fields, _Rounded, as_bits, from_fields, resolve, to_fields
+from .quantize import Fields, _Rounded, as_bits, from_fields, resolve, stochastic_bits, to_fields
 
 __all__ = ["encode", "encode_parts", "decode", "decode_bits", "covered"]
 
@@ -250,7 +250,12 @@ def encode_parts(x, s: Settings) -> tuple[bytes, np.ndarray]:
         return data[:len(data) - len(e.payload)], np.frombuffer(e.payload, np.uint8)
     as_bits(x.reshape(-1)[:0], s.source)          # the reference's dtype checks (FormatError)
     bits = np.ascontiguousarray(x).reshape(-1).view(np.uint16)
-    if s.rounding == "stochastic":
+    if s.rounding == "stochastic" and s.src.man_width - s.man_bits != 1:
+        table, vals, s = _stochastic_tables_and_index(bits, s)
+        if table is None:
+            container.encode(x, s)                  # raises the reference's FormatError, same index
+            raise AssertionError("the fast path refused what the reference accepts")
+    elif s.rounding == "stochastic":
         rec, s = _stochastic_records(x, bits, s)
         vals, table = rec, None
     else:
@@ -284,9 +289,75 @@ def _table_records(bits: np.ndarray, s: Settings):
     return _record_table(s), s
 
 
+def _record(f: Fields, s: Settings) -> np.ndarray:
+    m, e = s.man_bits, s.exp_bits
+    return ((f.sign.astype(np.uint32) << np.uint32(e + m)) | (f.code << np.uint32(m)) | f.man).astype(np.uint16)
+
+
+@functools.lru_cache(maxsize=16)
+def _carry_patterns(s: Settings) -> tuple[np.ndarray, np.ndarray]:
+    """Every pattern, and every pattern with its dropped bits set (see :func:`_stochastic_tables`)."""
+    drop = s.src.man_width - s.man_bits
+    allp = np.arange(1 << 16, dtype=np.uint32)
+    return allp, allp | np.uint32((1 << drop) - 1)
+
+
+@functools.lru_cache(maxsize=16)
+def _stochastic_tables(s: Settings) -> np.ndarray:
+    """Records of every (carry, pattern) for stochastic rounding, index ``carry << 16 | pattern``.
+
+    The reference rounds ``r = (mag + rnd) >> drop``, that is the truncated
+    magnitude plus a carry of 0 or 1; everything else it derives from ``r``
+    and from the pattern's own class (zero, subnormal, normal, Inf, NaN).  So
+    carry 0 is the reference's ``rz`` record of the pattern, and carry 1 its
+    ``rne`` record of the pattern with every dropped bit set (for drop >= 2
+    that rounds up by exactly one, and the class is unchanged: the dropped
+    bits are mantissa bits).  Inf/NaN records do not depend on ``r``; a carry
+    needs a nonzero dropped part, so zeros never take it.
+    """
+    allp, filled = _carry_patterns(s)
+    f0, _ = to_fields(allp, s.with_(rounding="rz"), strict=False)
+    f1, _ = to_fields(filled, s.with_(rounding="rne"), strict=False)
+    rec0, rec1 = _record(f0, s), _record(f1, s)
+    special = ((allp >> np.uint32(s.src.man_width)) & np.uint32(s.src.exp_all_ones)) == np.uint32(s.src.exp_all_ones)
+    rec1[special] = rec0[special]
+    return np.concatenate([rec0, rec1])
+
+
+@functools.lru_cache(maxsize=16)
+def _stochastic_exp_table(s: Settings) -> np.ndarray:
+    """The rounded exponent that ``exp_base="auto"`` counts, of every (carry, pattern) (as above)."""
+    allp, filled = _carry_patterns(s)
+    out = []
+    for bits, rounding in ((allp, "rz"), (filled, "rne")):
+        r = _Rounded(bits, s.with_(rounding=rounding))
+        ok = r.normal if s.sign else r.normal & (r.sign == 0)
+        out.append(np.where(ok, np.minimum(r.exp, s.src.max_finite_exp), 0).astype(np.int32))
+    return np.concatenate(out)
+
+
+def _stochastic_tables_and_index(bits: np.ndarray, s: Settings):
+    """(record table, per-value table index ``carry << 16 | pattern``, resolved settings), or (None, None, s)
+    if the reference would refuse a value.  The carries use the reference's random bits."""
+    if _refused(bits, s):
+        return None, None, s
+    drop = s.src.man_width - s.man_bits
+    idx = np.empty(bits.size, np.uint32)
+    fmask = np.uint32((1 << drop) - 1)
+    for i in range(0, bits.size, CHUNK_VALUES):
+        b = bits[i:i + CHUNK_VALUES].astype(np.uint32)
+        rnd = stochastic_bits(b.size, s.seed, drop, i)
+        carry = ((b & fmask) + rnd) >> np.uint32(drop)
+        idx[i:i + CHUNK_VALUES] = b | (carry << np.uint32(16))
+    if s.exp_base == "auto":
+        emax = int(_stochastic_exp_table(s.with_(exp_base=0))[idx].max()) if idx.size else 0
+        s = s.with_(exp_base=max(0, emax - s.max_code))
+    return _stochastic_tables(s), idx, s
+
+
 def _stochastic_records(x, bits: np.ndarray, s: Settings):
-    """(records, resolved settings) for stochastic rounding: the rounding depends on the value's index,
-    so the reference's own vectorized functions run, in the reference's pieces (same error index)."""
+    """(records, resolved settings) for stochastic rounding that drops one bit (no carry table: see
+    :func:`_stochastic_tables`): the reference's own vectorized functions, in its pieces (same error index)."""
     s = resolve(x, s)
     rec = np.empty(bits.size, np.uint16)
     step = container._chunk(s)
