@@ -54,7 +54,7 @@ import numpy as np
 from . import bitpack, container, gecko
 from .blocks import block_counts, pack_image
 from .formats import SOURCES, Settings
-from .quantize import Fields, _Rounded, as_bits, from_fields, resolve, stochastic_bits, to_fields
+from .quantize import WEYL, Fields, _Rounded, as_bits, from_fields, resolve, to_fields
 
 __all__ = ["encode", "encode_parts", "decode", "decode_bits", "covered"]
 
@@ -336,6 +336,21 @@ def _stochastic_exp_table(s: Settings) -> np.ndarray:
     return np.concatenate(out)
 
 
+def _random_bits(n: int, seed: int, drop: int, start: int) -> np.ndarray:
+    """:func:`sfp.model.quantize.stochastic_bits` in 32-bit arithmetic (the same bits: the counter
+    is used modulo 2^32, and uint32 products wrap modulo 2^32)."""
+    if drop == 0:
+        return np.zeros(n, np.uint32)
+    x = np.arange(n, dtype=np.uint32)
+    x += np.uint32(start & 0xFFFFFFFF)
+    x *= np.uint32(WEYL)
+    x += np.uint32(seed)
+    x ^= x << np.uint32(13)
+    x ^= x >> np.uint32(17)
+    x ^= x << np.uint32(5)
+    return x >> np.uint32(32 - drop)
+
+
 def _stochastic_tables_and_index(bits: np.ndarray, s: Settings):
     """(record table, per-value table index ``carry << 16 | pattern``, resolved settings), or (None, None, s)
     if the reference would refuse a value.  The carries use the reference's random bits."""
@@ -346,7 +361,7 @@ def _stochastic_tables_and_index(bits: np.ndarray, s: Settings):
     fmask = np.uint32((1 << drop) - 1)
     for i in range(0, bits.size, CHUNK_VALUES):
         b = bits[i:i + CHUNK_VALUES].astype(np.uint32)
-        rnd = stochastic_bits(b.size, s.seed, drop, i)
+        rnd = _random_bits(b.size, s.seed, drop, i)
         carry = ((b & fmask) + rnd) >> np.uint32(drop)
         idx[i:i + CHUNK_VALUES] = b | (carry << np.uint32(16))
     if s.exp_base == "auto":

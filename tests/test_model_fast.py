@@ -198,3 +198,10 @@ def test_gecko_corrupted_images_fail_like_the_reference():
         else:
             assert np.array_equal(fast.decode(data).view(np.uint16), want.view(np.uint16))
     assert raised > 0          # the damage did reach the refusals
+
+
+def test_random_bits_are_the_references():
+    from sfp.model.quantize import stochastic_bits
+    for n, seed, drop, start in ((1000, 0, 1, 0), (5000, 0xFFFFFFFF, 7, 123), (300, 7, 20, (1 << 32) - 150),
+                                 (10, 1, 0, 5), (70000, 0x9E3779B9, 23, 1 << 40)):
+        assert np.array_equal(fast._random_bits(n, seed, drop, start), stochastic_bits(n, seed, drop, start))
