@@ -83,11 +83,30 @@ def wordpack_fifos(p: HwParams):
     m.d.comb += [Assume(ib.count <= p.lanes), Assume(ib.v <= p.max_value_bits)]
     stream_rules(m, dut.words.valid, dut.words.ready, dut.words.payload, role="assert", name="words")
     stream_rules(m, dut.lens.valid, dut.lens.ready, dut.lens.payload, role="assert", name="lens")
-    frag = Fragment.get(m, None)
+    frag = Fragment.get(m, "formal")
     d = frag.find_subfragment("dut")
     frag.add_statements("comb", *_regfifo_invariants(d, "wfifo", WordPacker.WORD_FIFO_DEPTH, "word FIFO"))
     frag.add_statements("comb", *_regfifo_invariants(d, "lfifo", WordPacker.LEN_FIFO_DEPTH, "length FIFO"))
     return frag, {"unit": "WordPacker", "params": p}
+
+
+def _wordunpack_invariants(d: Fragment):
+    """No overflow/underflow of the WordUnpacker's settings queue and word ring (``d``: its fragment)."""
+    from ..wordunpack import WordUnpacker
+
+    qn, push, pop = tap(d, "", "qn"), tap(d, "", "q_push"), tap(d, "", "q_pop")
+    level, pops, take = tap(d, "", "level"), tap(d, "", "pops"), tap(d, "", "take")
+    rp, wp = tap(d, "", "rp"), tap(d, "", "wp")
+    ring = WordUnpacker.RING
+    return [
+        Assert(qn <= 2, "settings queue: count above 2"),
+        Assert(~push | (qn < 2), "settings queue: push when full"),
+        Assert(~pop | (qn > 0), "settings queue: pop when empty"),
+        Assert(level <= ring, "word ring: level above depth"),
+        Assert(level + take - pops <= ring, "word ring: overflow"),
+        Assert(pops <= level, "word ring: underflow (a word popped that is not there)"),
+        Assert(((wp - rp) & (ring - 1)) == (level & (ring - 1)), "word ring: pointers disagree with the level"),
+    ]
 
 
 def wordunpack_queues(p: HwParams):
@@ -100,21 +119,8 @@ def wordunpack_queues(p: HwParams):
     _no_reset(m)
     stream_rules(m, dut.i.valid, dut.i.ready, dut.i.payload, role="assume", name="i")
     stream_rules(m, dut.o.valid, dut.o.ready, dut.o.payload, role="assert", name="o")
-    frag = Fragment.get(m, None)
-    d = frag.find_subfragment("dut")
-    qn, push, pop = tap(d, "", "qn"), tap(d, "", "q_push"), tap(d, "", "q_pop")
-    level, pops, take = tap(d, "", "level"), tap(d, "", "pops"), tap(d, "", "take")
-    rp, wp = tap(d, "", "rp"), tap(d, "", "wp")
-    ring = WordUnpacker.RING
-    frag.add_statements("comb", *[
-        Assert(qn <= 2, "settings queue: count above 2"),
-        Assert(~push | (qn < 2), "settings queue: push when full"),
-        Assert(~pop | (qn > 0), "settings queue: pop when empty"),
-        Assert(level <= ring, "word ring: level above depth"),
-        Assert(level + take - pops <= ring, "word ring: overflow"),
-        Assert(pops <= level, "word ring: underflow (a word popped that is not there)"),
-        Assert(((wp - rp) & (ring - 1)) == (level & (ring - 1)), "word ring: pointers disagree with the level"),
-    ])
+    frag = Fragment.get(m, "formal")
+    frag.add_statements("comb", *_wordunpack_invariants(frag.find_subfragment("dut")))
     return frag, {"unit": "WordUnpacker", "params": p}
 
 
@@ -131,7 +137,7 @@ def regfifo_env(p: HwParams, broken: bool = False):
     limit = 3 if broken else 2
     m.d.comb += dut.w_n.eq(Mux(dut.level <= limit, want, 0))
     m.d.comb += Assume(want <= 2)
-    frag = Fragment.get(m, None)
+    frag = Fragment.get(m, "formal")
     frag.add_statements("comb", *_regfifo_invariants(frag.find_subfragment("dut"), "", 4, "RegFifo"))
     return frag, {"unit": "RegFifo" + (" (full check broken)" if broken else ""), "params": p}
 
@@ -150,7 +156,14 @@ def packer_axis(p: HwParams):
     stream_rules(m, dut.m_axis.valid, dut.m_axis.ready, dut.m_axis.payload, role="assert", name="m_axis")
     stream_rules(m, dut.m_len.valid, dut.m_len.ready, dut.m_len.payload, role="assert", name="m_len")
     _status_stream(m, dut, "assert")
-    return Fragment.get(m, None), {"unit": "Packer", "params": p}
+    frag = Fragment.get(m, "formal")
+    if not p.gecko:
+        # the queue invariants are true of the design and make the stream rules inductive
+        from ..wordpack import WordPacker
+        w = frag.find_subfragment("dut").find_subfragment("words")
+        frag.add_statements("comb", *_regfifo_invariants(w, "wfifo", WordPacker.WORD_FIFO_DEPTH, "word FIFO"))
+        frag.add_statements("comb", *_regfifo_invariants(w, "lfifo", WordPacker.LEN_FIFO_DEPTH, "length FIFO"))
+    return frag, {"unit": "Packer", "params": p}
 
 
 def unpacker_axis(p: HwParams):
@@ -165,7 +178,12 @@ def unpacker_axis(p: HwParams):
         stream_rules(m, dut.s_len.valid, dut.s_len.ready, dut.s_len.payload, role="assume", name="s_len")
     stream_rules(m, dut.m_axis.valid, dut.m_axis.ready, dut.m_axis.payload, role="assert", name="m_axis")
     _status_stream(m, dut, "assert")
-    return Fragment.get(m, None), {"unit": "Unpacker", "params": p}
+    # Elaborated for platform "formal": Amaranth's SyncFIFO then asserts its own
+    # pointer/level invariants (which also make the stream rules inductive).
+    frag = Fragment.get(m, "formal")
+    if not p.gecko:
+        frag.add_statements("comb", *_wordunpack_invariants(frag.find_subfragment("dut").find_subfragment("words")))
+    return frag, {"unit": "Unpacker", "params": p}
 
 
 def _status_stream(m, dut, role):
@@ -192,7 +210,7 @@ def packer_cover(p: HwParams):
         Cover(ma.valid & ma.ready & ma.payload.last, "tensor end"),
         Cover(dut.status.unsupported, "refusal"),
     ]
-    return Fragment.get(m, None), {"unit": "Packer", "params": p}
+    return Fragment.get(m, "formal"), {"unit": "Packer", "params": p}
 
 
 def unpacker_cover(p: HwParams):
@@ -216,7 +234,7 @@ def unpacker_cover(p: HwParams):
             Cover(fire & st.payload.length_error, "length error reported"),
             Cover(fire & st.payload.corrupt, "corrupt stream reported"),
         ]
-    return Fragment.get(m, None), {"unit": "Unpacker", "params": p}
+    return Fragment.get(m, "formal"), {"unit": "Unpacker", "params": p}
 
 
 HARNESSES = {
