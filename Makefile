@@ -4,6 +4,7 @@
 #   make sim-deps  install Icarus Verilog (and the C++ toolchain Verilator needs) via apt if missing
 #   make test      run the unit tests (tests/) and the RTL simulations (sim_tests/)
 #   make demo      run the end-to-end demo
+#   make formal    run every formal proof (SymbiYosys + z3 from PyPI; docs/verification.md)
 #   make clean     remove build products (keeps .venv; `make distclean` removes it too)
 #
 # Works on a fresh Debian/Ubuntu machine with python3 and python3-venv.
@@ -90,6 +91,12 @@ synth-sweep: venv
 
 board: venv
 	$(VENV)/bin/sfp board ulx3s
+
+# Formal proofs (docs/verification.md): every proof, with its time; the fast
+# ones also run in `make test` (tests/test_formal.py).
+.PHONY: formal
+formal: venv
+	$(VPY) -m sfp.synth.formal
 
 .PHONY: bench-hw
 bench-hw: venv

@@ -97,6 +97,17 @@ PROOFS = [
        what="reachable: block end, tensor end, refusal"),
     _P("unpacker_cover_n2", "unpacker_cover", "cover", 16, lanes=2, block=4,
        what="reachable: tensor end, refusal (and error flags on m_status when present)"),
+    _P("roundtrip_n2_cover", "roundtrip", "cover", 40, lanes=2, block=4, kwargs={"cover": True},
+       what="non-vacuity of the round trip: the last beat of the second tensor comes out"),
+    _P("roundtrip_n2", "roundtrip", "bmc", 30, lanes=2, block=4,
+       what="round trip, 2 tensors x 5 values (2 blocks each), symbolic values and cfg"),
+    _P("roundtrip_n1", "roundtrip", "bmc", 30, lanes=1, block=2, kwargs={"length": 3},
+       what="round trip, N = 1, 2 tensors x 3 values (2 blocks each)"),
+    _P("unpacker_live_n2", "unpacker_live", "bmc", 30, lanes=2, block=4,
+       what="unpacker on arbitrary words/lengths: no deadlock, ceil(length/N) beats per tensor, "
+            "length_error iff words != sum L_b (with m_status)"),
+    _P("unpacker_live_refused_n2", "unpacker_live", "bmc", 30, lanes=2, block=4, kwargs={"refused": True},
+       what="as above, refused cfgs allowed too (they must complete as well)"),
 ]
 
 

@@ -14,7 +14,7 @@ RTL renames a queue's signals, building the harness fails loudly
 
 from __future__ import annotations
 
-from amaranth import ClockDomain, Module, Mux, Signal
+from amaranth import Cat, ClockDomain, Module, Mux, Signal
 from amaranth.hdl import Assert, Assume, Cover, Fragment
 
 from ..params import HwParams
@@ -237,6 +237,224 @@ def unpacker_cover(p: HwParams):
     return Fragment.get(m, "formal"), {"unit": "Unpacker", "params": p}
 
 
+# -- round trip: packer then unpacker -----------------------------------------------
+
+
+def _held_cfg(m: Module, name: str = "cfg"):
+    """A free ``cfg`` that the solver picks once and holds (Amaranth 0.5 has no AnyConst)."""
+    from ..params import config_layout
+
+    cfg = Signal(config_layout(), name=name)
+    prev = Signal(config_layout(), name=f"{name}_prev")
+    started = Signal(name=f"{name}_started")
+    m.d.sync += [started.eq(1), prev.eq(cfg)]
+    with m.If(started):
+        m.d.comb += Assume(cfg.as_value() == prev.as_value())
+    return cfg
+
+
+def _supported(m: Module, p: HwParams, cfg):
+    from ..lane import cfg_supported
+
+    m.d.comb += Assume(cfg_supported(p, cfg))
+
+
+def roundtrip(p: HwParams, length: int = 5, tensors: int = 2, cover: bool = False):
+    """Packer -> Unpacker (words straight across) for symbolic values and a symbolic, supported,
+    held cfg: ``tensors`` tensors of ``length`` values back to back come out as exactly the
+    lanes' quantized values (``Dequantizer(Quantizer(x))`` of the same cfg, computed beside the
+    units), with ``keep``/``last`` as specified and no extra beat.  With ``cover=True`` the
+    proof instead covers the last beat of the last tensor coming out (non-vacuity, and the
+    depth the bounded check needs)."""
+    from amaranth.lib import data
+
+    from ..lane import Dequantizer, Quantizer
+    from ..packer import Packer
+    from ..unpacker import Unpacker
+
+    n, sw = p.lanes, p.src.width
+    k = -(-length // n)                       # beats per tensor
+    tail = length - (k - 1) * n
+    total = k * tensors
+    m = Module()
+    m.submodules.pk = pk = Packer(p)
+    m.submodules.up = up = Unpacker(p)
+    _no_reset(m)
+    cfg = _held_cfg(m)
+    _supported(m, p, cfg)
+    m.d.comb += [Assume(cfg.length == length), Assume(cfg.gecko == 0),
+                 pk.cfg.eq(cfg), up.cfg.eq(cfg)]
+    # packer words straight into the unpacker; the block index is not needed (plain layout)
+    m.d.comb += [
+        up.s_axis.payload.eq(pk.m_axis.payload),
+        up.s_axis.valid.eq(pk.m_axis.valid),
+        pk.m_axis.ready.eq(up.s_axis.ready),
+    ]
+    sa = pk.s_axis
+    stream_rules(m, sa.valid, sa.ready, sa.payload, role="assume", name="s_axis")
+    beat = Signal(range(total + 1))           # beats accepted so far
+    inb = Signal(range(k))                    # beat within its tensor
+    fire = sa.valid & sa.ready
+    m.d.comb += [
+        Assume(sa.payload.last == (inb == k - 1)),
+        Assume(~sa.valid | (beat < total)),
+    ]
+    with m.If(sa.payload.last):
+        m.d.comb += Assume(sa.payload.keep == (1 << tail) - 1)
+    with m.If(fire):
+        m.d.sync += [beat.eq(beat + 1), inb.eq(Mux(inb == k - 1, 0, inb + 1))]
+
+    # the scoreboard: each accepted beat's expected output beat
+    layout = data.StructLayout({"data": n * sw, "keep": n, "last": 1})
+    board = [Signal(layout, name=f"expect{i}") for i in range(total)]
+    exp_data = []
+    for j in range(n):
+        q, dq = Quantizer(p), Dequantizer(p)
+        m.submodules[f"q{j}"], m.submodules[f"dq{j}"] = q, dq
+        m.d.comb += [q.value.eq(sa.payload.data[j]), q.cfg.eq(cfg), q.rnd.eq(0),
+                     dq.fields.eq(q.fields), dq.cfg.eq(cfg)]
+        lane_on = ~sa.payload.last | (j < tail)
+        exp_data.append(Mux(lane_on, dq.value, 0))
+    with m.If(fire):
+        for i in range(total):
+            with m.If(beat == i):
+                m.d.sync += [board[i].data.eq(Cat(*exp_data)),
+                             board[i].keep.eq(Mux(sa.payload.last, (1 << tail) - 1, (1 << n) - 1)),
+                             board[i].last.eq(sa.payload.last)]
+    out = Signal(range(total + 1))            # beats out so far
+    ma = up.m_axis
+    ofire = ma.valid & ma.ready
+    with m.If(ofire):
+        m.d.sync += out.eq(out + 1)
+        m.d.comb += Assert(out < beat, "an output beat with no input beat behind it")
+        for i in range(total):
+            with m.If(out == i):
+                m.d.comb += [
+                    Assert(ma.payload.data.as_value() == board[i].data, "values differ"),
+                    Assert(ma.payload.keep == board[i].keep, "keep differs"),
+                    Assert(ma.payload.last == board[i].last, "last differs"),
+                ]
+    if cover:
+        m.d.comb += Cover(ofire & (out == total - 1), "the last beat of the last tensor out")
+    return Fragment.get(m, "formal"), {"unit": "Packer+Unpacker", "params": p}
+
+
+# -- the unpacker on arbitrary words: bounded liveness, completion, error reporting ------------
+
+
+def _plain_words(m: Module, p: HwParams, length, v, max_len: int):
+    """The plain image's word count (sum of L_b) for ``length`` values of ``v`` bits (length <= max_len)."""
+    lg_w = p.word.bit_length() - 1
+    total = 0
+    for b in range(-(-max_len // p.block)):
+        cnt = Signal(range(p.block + 1), name=f"blk{b}_cnt")
+        rest = length - b * p.block
+        m.d.comb += cnt.eq(Mux(length <= b * p.block, 0, Mux(rest >= p.block, p.block, rest)))
+        total = total + ((cnt * v + (p.word - 1)) >> lg_w)
+    return total
+
+
+def unpacker_live(p: HwParams, max_len: int = 9, stall: int = 12, refused: bool = False):
+    """The unpacker fed arbitrary words (any data, ``tlast`` anywhere) and arbitrary supported cfgs
+    with ``1 <= length <= max_len``, its input always valid and its output always ready:
+
+    * it takes a word again within ``stall`` clocks (no deadlock);
+    * each tensor's output is ``ceil(length/N)`` beats with ``last`` exactly on the final one
+      (checked against the lengths recorded at each tensor's first word, in order);
+    * if the unit has ``m_status``: an entry per tensor, and ``length_error`` exactly when the
+      words up to ``tlast`` are not the format's count (sum of L_b) for that cfg.
+
+    ``refused=True`` also lets the cfg be one the build refuses (it must then still complete)."""
+    from ..params import config_layout
+    from ..unpacker import Unpacker
+
+    n = p.lanes
+    m = Module()
+    m.submodules.dut = dut = Unpacker(p)
+    _no_reset(m)
+    cfg = dut.cfg
+    m.d.comb += [Assume(dut.s_axis.valid), Assume(dut.m_axis.ready),
+                 Assume(cfg.length >= 1), Assume(cfg.length <= max_len)]
+    if not refused:
+        _supported(m, p, cfg)
+    if "m_status" in dut.signature.members:
+        m.d.comb += Assume(dut.m_status.ready)
+
+    # no deadlock: s_axis.ready is never low for more than `stall` clocks in a row
+    wait = Signal(range(stall + 2))
+    sa = dut.s_axis
+    fire = sa.valid & sa.ready
+    m.d.sync += wait.eq(Mux(fire, 0, Mux(wait == stall + 1, wait, wait + 1)))
+    m.d.comb += Assert(wait <= stall, "s_axis not ready for too long (deadlock)")
+
+    # per tensor, recorded at its first word: expected beats (and words, for the status check)
+    from ..lane import cfg_supported
+    qd = 16
+    beats_q = [Signal(range(max_len + 1), name=f"beats_q{i}") for i in range(qd)]
+    words_q = [Signal(16, name=f"words_q{i}") for i in range(qd)]
+    ok_q = [Signal(name=f"ok_q{i}") for i in range(qd)]
+    wr = Signal(range(qd))
+    rd = Signal(range(qd))
+    in_t = Signal()                           # inside a tensor (a first word was taken)
+    consumed = Signal(16)                     # words taken of the current input tensor
+    v = Signal(range(32))
+    m.d.comb += v.eq(cfg.sign + cfg.exp_bits + cfg.man_bits)
+    st_rd = Signal(range(qd))
+    m.d.comb += Assert(((wr - rd) & (qd - 1)) < qd - 1, "harness: too many tensors in flight")
+    wl = Signal(range(qd))                    # tensors whose last word was taken
+    with m.If(fire):
+        m.d.sync += in_t.eq(~sa.payload.last)
+        with m.If(~in_t):
+            m.d.sync += wr.eq(wr + 1)
+            for i in range(qd):
+                with m.If(wr == i):
+                    m.d.sync += [beats_q[i].eq((cfg.length + (n - 1)) >> (n.bit_length() - 1)),
+                                 ok_q[i].eq(cfg_supported(p, cfg))]
+        with m.If(sa.payload.last):
+            m.d.sync += [wl.eq(wl + 1), consumed.eq(0)]
+            for i in range(qd):
+                with m.If(wl == i):
+                    m.d.sync += words_q[i].eq(Mux(in_t, consumed, 0) + 1)
+        with m.Else():
+            m.d.sync += consumed.eq(Mux(in_t, consumed, 0) + 1)
+
+    ma = dut.m_axis
+    ofire = ma.valid & ma.ready
+    ob = Signal(range(max_len + 1))           # beat within the output tensor
+    head_beats = Signal(range(max_len + 1))
+    for i in range(qd):
+        with m.If(rd == i):
+            m.d.comb += head_beats.eq(beats_q[i])
+    with m.If(ofire):
+        m.d.comb += [
+            Assert(rd != wr, "an output beat for a tensor not yet started"),
+            Assert(ma.payload.last == (ob == head_beats - 1), "last not on the tensor's ceil(length/N)-th beat"),
+        ]
+        with m.If(ma.payload.last):
+            m.d.sync += [ob.eq(0), rd.eq(rd + 1)]
+        with m.Else():
+            m.d.sync += ob.eq(ob + 1)
+    if "m_status" in dut.signature.members:
+        st = dut.m_status
+        # expected words of the tensor whose status comes out: recorded per tensor
+        exp_words_q = [Signal(16, name=f"exp_words_q{i}") for i in range(qd)]
+        with m.If(fire & ~in_t):
+            for i in range(qd):
+                with m.If(wr == i):
+                    m.d.sync += exp_words_q[i].eq(_plain_words(m, p, cfg.length, v, max_len))
+        with m.If(st.valid & st.ready):
+            m.d.sync += st_rd.eq(st_rd + 1)
+            for i in range(qd):
+                with m.If(st_rd == i):
+                    m.d.comb += Assert(st_rd != wl, "a status entry for a tensor not yet ended")
+                    with m.If(ok_q[i]):
+                        m.d.comb += Assert(st.payload.length_error == (words_q[i] != exp_words_q[i]),
+                                           "length_error differs from (words != sum of L_b)")
+                    with m.Else():
+                        m.d.comb += Assert(st.payload.unsupported, "refused tensor without unsupported")
+    return Fragment.get(m, "formal"), {"unit": "Unpacker", "params": p}
+
+
 HARNESSES = {
     "wordpack_fifos": wordpack_fifos,
     "wordunpack_queues": wordunpack_queues,
@@ -245,4 +463,6 @@ HARNESSES = {
     "unpacker_axis": unpacker_axis,
     "packer_cover": packer_cover,
     "unpacker_cover": unpacker_cover,
+    "roundtrip": roundtrip,
+    "unpacker_live": unpacker_live,
 }
