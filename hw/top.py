@@ -186,7 +186,10 @@ _DOC = {
     "rst": "synchronous reset, active high",
     "status_negative": "sticky: a negative value met with the sign elided (stored as +0)",
     "status_special": "sticky: Inf/NaN met with specials off (stored saturated / +0)",
-    "status_unsupported": "sticky: the tensor's cfg exceeds the built maxima; the tensor was refused",
+    "status_unsupported": "sticky: the tensor was refused: its cfg holds an invalid code (exp_bits < 2, "
+                          "rounding 3, exp_base above the largest finite exponent - 1) or asks for more than "
+                          "the build has (man_bits/exp_bits above the maxima, stochastic rounding or Gecko "
+                          "not built)",
     "m_len_tdata": "length in words of one block (the block index entry L_b)",
     "m_len_tlast": "the tensor's last block",
     "m_len_tvalid": "block length valid",
