@@ -18,7 +18,67 @@ from amaranth.lib.wiring import In, Out
 from .gecko_common import QCAP, SLICE, check_gecko_params, lane_mask, prefix_sums, settings_layout, slice_max_bits
 from .params import HwParams, config_layout, fields_layout
 from .wordpack import _shift_amount, len_layout, word_layout
-from .wordunpack import field_beat_layout, split_records, two_entry_queue
+
+
+def decoder_beat_layout(p: HwParams) -> data.StructLayout:
+    """One beat of fields out of :class:`GeckoDecoder`, with the tensor's settings."""
+    return data.StructLayout({
+        "fields": data.ArrayLayout(fields_layout(p), p.lanes),
+        "keep": p.lanes,               # lane-valid mask (a prefix), all ones except maybe on the last beat
+        "last": 1,
+        "cfg": config_layout(),        # the settings of the tensor this beat belongs to
+    })
+
+
+def split_records(m: Module, raw, v, nrec: int, width: int, prefix: str = "split"):
+    """Records ``(raw >> j*v)[:width]`` for j < nrec with a log2(nrec)-deep tree of shifters.
+
+    The mirror of :func:`sfp.hw.wordpack.concat_records`: each level splits a
+    chunk of ``k`` records into its low half (unchanged, truncated) and its
+    high half (shifted down by ``(k/2)*v``, a constant shift of ``v``).
+    """
+    chunks = [raw[:nrec * width]]
+    k = nrec
+    level = 0
+    while k > 1:
+        h = k // 2
+        nxt = []
+        for c, chunk in enumerate(chunks):
+            amt = _shift_amount(m, v << (h.bit_length() - 1), h * width, f"{prefix}_l{level}_{c}_amt")
+            hi = Signal(h * width, name=f"{prefix}_l{level}_{c}_hi")
+            m.d.comb += hi.eq(chunk >> amt)
+            nxt += [chunk[:h * width], hi]
+        chunks = nxt
+        k = h
+        level += 1
+    return [c[:width] for c in chunks]
+
+
+def two_entry_queue(m: Module, new, name: str = "q"):
+    """A 2-entry queue of per-tensor settings: ``(head, count, push, pop)``.
+
+    ``new`` is pushed when ``push`` is high (only with ``count < 2``), the head
+    ``head`` leaves when ``pop`` is high; both may happen in one clock.  The
+    next tensor's settings wait here while the current tensor drains, so a
+    tensor boundary costs no bubble.
+    """
+    q0 = Signal.like(new, name=f"{name}0")
+    q1 = Signal.like(new, name=f"{name}1")
+    qn = Signal(range(3), name=f"{name}n")
+    push = Signal(name=f"{name}_push")
+    pop = Signal(name=f"{name}_pop")
+    with m.If(pop):
+        with m.If(qn == 2):
+            m.d.sync += q0.eq(q1)
+        with m.If(push):
+            m.d.sync += q0.eq(new)        # qn == 1 here: push needs qn < 2
+    with m.Elif(push):
+        with m.If(qn == 0):
+            m.d.sync += q0.eq(new)
+        with m.Else():
+            m.d.sync += q1.eq(new)
+    m.d.sync += qn.eq(qn + push - pop)
+    return q0, qn, push, pop
 
 __all__ = ["GeckoDecoder"]
 
@@ -73,7 +133,7 @@ class GeckoDecoder(wiring.Component):
     cfg : In(config_layout())
         Sampled when a tensor's first word is accepted: ``length`` (values,
         >= 1), ``man_bits``, ``exp_bits``, ``sign``, ``gecko``.
-    o : Out(stream of :func:`sfp.hw.wordunpack.field_beat_layout`)
+    o : Out(stream of :func:`sfp.hw.wordunpack.decoder_beat_layout`)
         ``ceil(length/N)`` beats per tensor: ``fields[j]`` of value t*N+j,
         ``keep`` the valid-lane prefix mask (all ones except maybe on the
         last beat; fields outside it are 0), ``last`` on the tensor's last
@@ -142,7 +202,7 @@ class GeckoDecoder(wiring.Component):
             "i": In(stream.Signature(word_layout(p))),
             "lens": In(stream.Signature(len_layout())),
             "cfg": In(config_layout()),
-            "o": Out(stream.Signature(field_beat_layout(p))),
+            "o": Out(stream.Signature(decoder_beat_layout(p))),
         })
 
     def elaborate(self, platform):
