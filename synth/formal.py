@@ -26,6 +26,7 @@ import argparse
 import os
 import re
 import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -97,16 +98,21 @@ PROOFS = [
        what="reachable: block end, tensor end, refusal"),
     _P("unpacker_cover_n2", "unpacker_cover", "cover", 16, lanes=2, block=4,
        what="reachable: tensor end, refusal (and error flags on m_status when present)"),
+    _P("reset_packer_n2", "reset_outputs", "prove", 3, fast=True, lanes=2, block=4, kwargs={"which": "packer"},
+       what="one clock of rst from any state: no packer output valid, status clear"),
+    _P("reset_unpacker_n2", "reset_outputs", "prove", 3, fast=True, lanes=2, block=4,
+       kwargs={"which": "unpacker"},
+       what="one clock of rst from any state: no unpacker output valid, status clear"),
     _P("roundtrip_n2_cover", "roundtrip", "cover", 40, lanes=2, block=4, kwargs={"cover": True},
        what="non-vacuity of the round trip: the last beat of the second tensor comes out"),
     _P("roundtrip_n2", "roundtrip", "bmc", 30, lanes=2, block=4,
        what="round trip, 2 tensors x 5 values (2 blocks each), symbolic values and cfg"),
     _P("roundtrip_n1", "roundtrip", "bmc", 30, lanes=1, block=2, kwargs={"length": 3},
        what="round trip, N = 1, 2 tensors x 3 values (2 blocks each)"),
-    _P("unpacker_live_n2", "unpacker_live", "bmc", 30, lanes=2, block=4,
+    _P("unpacker_live_n2", "unpacker_live", "bmc", 20, lanes=2, block=4,
        what="unpacker on arbitrary words/lengths: no deadlock, ceil(length/N) beats per tensor, "
             "length_error iff words != sum L_b (with m_status)"),
-    _P("unpacker_live_refused_n2", "unpacker_live", "bmc", 30, lanes=2, block=4, kwargs={"refused": True},
+    _P("unpacker_live_refused_n2", "unpacker_live", "bmc", 16, lanes=2, block=4, kwargs={"refused": True},
        what="as above, refused cfgs allowed too (they must complete as well)"),
 ]
 
@@ -185,13 +191,15 @@ def run_proof(proof: Proof, root: Path | None = None, timeout: float = 3600) -> 
         shutil.rmtree(workdir)
     t0 = time.monotonic()
     write_design(proof, workdir)
+    # sby in its own process group, so that a timeout also ends its solver processes
+    proc = subprocess.Popen(["yowasp-sby", "-f", "proof.sby"], cwd=workdir, env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True, start_new_session=True)
     try:
-        out = subprocess.run(["yowasp-sby", "-f", "proof.sby"], cwd=workdir, env=env, capture_output=True,
-                             text=True, timeout=timeout)
-        log = out.stdout + out.stderr
-    except subprocess.TimeoutExpired as e:
-        log = (e.stdout or b"").decode() if isinstance(e.stdout, bytes) else (e.stdout or "")
-        (workdir / "run.log").write_text(log)
+        log, _ = proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGTERM)
+        log, _ = proc.communicate()
+        (workdir / "run.log").write_text(log or "")
         return ProofResult(proof, "TIMEOUT", time.monotonic() - t0, workdir, f"timeout after {timeout:.0f} s")
     seconds = time.monotonic() - t0
     (workdir / "run.log").write_text(log)
@@ -207,6 +215,7 @@ def main(argv=None) -> int:
     ap.add_argument("names", nargs="*", help="proofs to run (default: all)")
     ap.add_argument("--fast", action="store_true", help="only the proofs of the default test suite")
     ap.add_argument("--list", action="store_true", help="list the proofs and exit")
+    ap.add_argument("--timeout", type=float, default=3600, help="seconds per proof (default 3600)")
     a = ap.parse_args(argv)
     by_name = {p.name: p for p in PROOFS}
     unknown = [n for n in a.names if n not in by_name]
@@ -226,7 +235,7 @@ def main(argv=None) -> int:
     print(f"{'proof':28s} {'mode':6s} {'depth':>5s} {'expect':6s} {'result':7s} {'time':>8s}")
     for p in chosen:
         try:
-            r = run_proof(p)
+            r = run_proof(p, timeout=a.timeout)
         except Exception as e:            # a harness that no longer matches the RTL: report, go on
             print(f"{p.name:28s} {p.mode:6s} {p.depth:5d} {p.expect:6s} {'ERROR':7s} {'':>8s}  {type(e).__name__}: {e}")
             bad += 1

@@ -354,7 +354,7 @@ def _plain_words(m: Module, p: HwParams, length, v, max_len: int):
     return total
 
 
-def unpacker_live(p: HwParams, max_len: int = 9, stall: int = 12, refused: bool = False):
+def unpacker_live(p: HwParams, max_len: int = 6, stall: int = 12, refused: bool = False, fixed: bool = True):
     """The unpacker fed arbitrary words (any data, ``tlast`` anywhere) and arbitrary supported cfgs
     with ``1 <= length <= max_len``, its input always valid and its output always ready:
 
@@ -364,7 +364,9 @@ def unpacker_live(p: HwParams, max_len: int = 9, stall: int = 12, refused: bool 
     * if the unit has ``m_status``: an entry per tensor, and ``length_error`` exactly when the
       words up to ``tlast`` are not the format's count (sum of L_b) for that cfg.
 
-    ``refused=True`` also lets the cfg be one the build refuses (it must then still complete)."""
+    ``refused=True`` also lets the cfg be one the build refuses (it must then still complete).
+    ``fixed=True`` holds the container settings at m = 3, e = 4, sign (8-bit records) and leaves
+    only ``length`` (and the words) free: with symbolic widths the solver is much slower."""
     from ..params import config_layout
     from ..unpacker import Unpacker
 
@@ -377,6 +379,8 @@ def unpacker_live(p: HwParams, max_len: int = 9, stall: int = 12, refused: bool 
                  Assume(cfg.length >= 1), Assume(cfg.length <= max_len)]
     if not refused:
         _supported(m, p, cfg)
+    if fixed and not refused:
+        _fix_cfg(m, cfg, man_bits=min(3, p.max_man_bits), exp_bits=min(4, p.max_exp_bits), sign=1, gecko=0)
     if "m_status" in dut.signature.members:
         m.d.comb += Assume(dut.m_status.ready)
 
@@ -455,6 +459,33 @@ def unpacker_live(p: HwParams, max_len: int = 9, stall: int = 12, refused: bool 
     return Fragment.get(m, "formal"), {"unit": "Unpacker", "params": p}
 
 
+# -- reset -----------------------------------------------------------------------------
+
+
+def reset_outputs(p: HwParams, which: str = "packer"):
+    """One clock of ``rst`` is a full reset, from any state: in the clock after ``rst`` was high,
+    no output stream is valid (``m_axis``, ``m_len``, ``m_status``) and the sticky status flags
+    are clear.  ``rst`` is free here (not held low), inputs arbitrary; k-induction, so it holds
+    from every state, not only from those reached in a bounded run."""
+    from ..packer import Packer
+    from ..unpacker import Unpacker
+
+    m = Module()
+    m.domains.sync = cd = ClockDomain("sync")
+    m.submodules.dut = dut = (Packer if which == "packer" else Unpacker)(p)
+    was_rst = Signal()
+    m.d.sync += was_rst.eq(cd.rst)
+    outs = [dut.m_axis]
+    for name in ("m_len", "m_status"):
+        if name in dut.signature.members:
+            outs.append(getattr(dut, name))
+    with m.If(was_rst):
+        for s in outs:
+            m.d.comb += Assert(~s.valid, "an output valid right after reset")
+        m.d.comb += Assert(dut.status.as_value() == 0, "a status flag set right after reset")
+    return Fragment.get(m, "formal"), {"unit": which, "params": p}
+
+
 HARNESSES = {
     "wordpack_fifos": wordpack_fifos,
     "wordunpack_queues": wordunpack_queues,
@@ -465,4 +496,5 @@ HARNESSES = {
     "unpacker_cover": unpacker_cover,
     "roundtrip": roundtrip,
     "unpacker_live": unpacker_live,
+    "reset_outputs": reset_outputs,
 }
