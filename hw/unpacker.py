@@ -208,7 +208,7 @@ class Unpacker(wiring.Component):
         return split.o, cut.status
 
     def _gecko_front(self, m: Module, room, issued):
-        """The :class:`GeckoDecoder`, with the refusal and the block-index routing in front of it."""
+        """The :class:`GeckoDecoder` with the block-index routing in front of it; returns (field beats, status)."""
         from .gecko_unpack import GeckoDecoder
         from .lane import cfg_supported
 
@@ -217,36 +217,28 @@ class Unpacker(wiring.Component):
         m.submodules.words = dec = GeckoDecoder(p)
         m.d.comb += dec.cfg.eq(self.cfg)
 
-        # -- words: pass a supported tensor to the decoder, drop a refused one ----
+        # -- words: every tensor's go to the decoder (a refused one's are consumed there) --
         sa = self.s_axis
-        in_tensor = Signal()                  # a tensor's first word has been accepted
-        dropping = Signal()                   # ... and it is refused
-        first = ~in_tensor
-        ok = Signal()
-        m.d.comb += ok.eq(cfg_supported(p, self.cfg))
-        drop_now = Mux(first, ~ok, dropping)
-
-        # Per tensor (pushed with its first word): how many block-index
-        # entries it has on s_len, and whether they go to the decoder
-        # (Gecko on and supported) or are dropped.
+        first = Signal(init=1)                # the next word starts a tensor
+        # Per tensor (pushed with its first word): how many block-index entries it has on
+        # s_len, and whether they go to the decoder (Gecko on and supported) or are dropped.
         m.submodules.route_q = rq = fifo.SyncFIFO(width=34, depth=4)
         nblk = Signal(33)
         m.d.comb += nblk.eq((self.cfg.length + (p.block - 1)) >> lg_b)
         hold = first & ~rq.w_rdy              # no room to note a new tensor
         m.d.comb += [
             dec.i.payload.eq(sa.payload),
-            dec.i.valid.eq(sa.valid & ~drop_now & ~hold),
-            sa.ready.eq(~hold & (drop_now | dec.i.ready)),
+            dec.i.valid.eq(sa.valid & ~hold),
+            sa.ready.eq(~hold & dec.i.ready),
         ]
         fire = sa.valid & sa.ready
+        ok = cfg_supported(p, self.cfg) & (self.cfg.length != 0)
         m.d.comb += [
             rq.w_en.eq(fire & first),
             rq.w_data.eq(Cat(nblk, ok & self.cfg.gecko)),
         ]
         with m.If(fire):
-            m.d.sync += in_tensor.eq(~sa.payload.last)
-            with m.If(first):
-                m.d.sync += [dropping.eq(~ok), self.status.unsupported.eq(~ok)]
+            m.d.sync += first.eq(sa.payload.last)
 
         # -- block index: route each tensor's entries to the decoder or drop them --
         rem = Signal(33)                      # entries left of the head tensor
@@ -266,6 +258,7 @@ class Unpacker(wiring.Component):
                 m.d.sync += rem.eq(rem - 1)
                 with m.If(rem == 1):
                     m.d.sync += active.eq(0)
+
         # the decoder's beats into the shared lanes: per-tensor constants from its cfg, registered
         m.d.comb += dec.o.ready.eq(room)
         fb = Signal(field_beat_layout(p))
@@ -275,5 +268,4 @@ class Unpacker(wiring.Component):
         m.d.comb += issued.eq(fv)
         out = stream.Signature(field_beat_layout(p), always_ready=True).create()
         m.d.comb += [out.valid.eq(fv), out.payload.eq(fb)]
-        st = stream.Signature(status_layout()).create()
-        return out, st
+        return out, dec.status
