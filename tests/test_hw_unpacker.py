@@ -164,3 +164,91 @@ def test_unpacker_rate(p):
     beats, stats, times = run_streams(p, tensors, False)
     check(p, tensors, beats, stats)
     assert times[-1] - times[0] + 1 == len(beats), f"{len(beats)} beats over {times[-1] - times[0] + 1} clocks"
+
+
+# -- Gecko build: damaged Gecko images, wrong block-index entries ---------------------------
+
+GECKO = [HwParams(gecko=True, lanes=8, block=64, group=16), HwParams(gecko=True, lanes=2, word=64, block=32, group=8)]
+GKINDS = ["ok", "flip", "flip3", "short", "long", "lenoff", "random", "refused", "zero", "len-"]
+
+
+def make_gecko_stream(p: HwParams, rng, kind: str):
+    """(words, s_len entries, cfg, model result) of one tensor of a Gecko build."""
+    n = int(rng.integers(1, 5 * p.block))
+    x = real_tensor_bits("bf16", ("act", "grad", "weight")[int(rng.integers(0, 3))], n,
+                         int(rng.integers(0, 5000))).astype(np.uint16)
+    s = Settings(man_bits=int(rng.integers(0, 4)), exp_bits=int(rng.integers(3, 9)), gecko=bool(rng.integers(0, 5)),
+                 sign=True, block=p.block, group=p.group, word=p.word, exp_base="auto")
+    e = encode_image(x, s, strict=False)
+    words, lens, length = _words(e.payload, p.word), [int(v) for v in e.block_words], n
+    cfg = cfg_fields(e.settings, n)
+    sup = True
+    W = p.word
+    if kind.startswith("flip"):
+        for _ in range(int(kind[4:] or 1)):
+            b = int(rng.integers(0, len(words) * W))
+            words[b // W] ^= 1 << (b % W)
+    elif kind == "short":
+        words = words[:max(1, len(words) - int(rng.integers(1, 4)))]
+    elif kind == "long":
+        words = words + [int(rng.integers(0, 1 << 60)) for _ in range(int(rng.integers(1, 4)))]
+    elif kind == "lenoff":
+        i = int(rng.integers(0, len(lens)))
+        lens[i] = max(0, lens[i] + int(rng.choice([-1, 1])))
+    elif kind == "random":
+        words = [int.from_bytes(rng.bytes(W // 8), "little") for _ in range(len(words))]
+    elif kind == "refused":
+        cfg["exp_bits"] = 1
+        sup = False
+    elif kind == "zero":
+        cfg["length"] = length = 0
+        lens = []
+    elif kind == "len-":
+        length = max(1, n - int(rng.integers(1, n + 1)))
+        cfg["length"] = length
+        lens = lens[:-(-length // p.block)]
+    r = unpack_stream(words, e.settings, length, p.lanes, s_len=lens, supported=sup, gecko_build=True)
+    return words, lens, cfg, r
+
+
+@pytest.mark.parametrize("p", GECKO, ids=_pid)
+def test_gecko_unpacker_damaged_streams(p):
+    from streams import send
+
+    rng = np.random.default_rng(p.lanes + p.word + 2)
+    kinds = GKINDS * 2 + ["flip3", "random"]
+    random.Random(p.word).shuffle(kinds)
+    tensors = [make_gecko_stream(p, rng, k) for k in ["ok"] + kinds + ["ok"]]
+    assert any(r.error == "corrupt" for *_, r in tensors) and any(r.error == "length" for *_, r in tensors)
+    dut = Unpacker(p)
+    beats, stats = [], []
+    want = sum(r.beats for *_, r in tensors)
+    prng = random.Random(5)
+
+    async def tb(ctx):
+        for words, _, cfg, _ in tensors:
+            for k, w in enumerate(words):
+                while prng.random() < 0.2:
+                    ctx.set(dut.s_axis.valid, 0)
+                    await ctx.tick()
+                ctx.set(dut.s_axis.payload, {"data": w, "last": int(k == len(words) - 1)})
+                ctx.set(dut.s_axis.valid, 1)
+                ctx.set(dut.cfg, cfg)
+                await ctx.tick().until(dut.s_axis.ready)
+        ctx.set(dut.s_axis.valid, 0)
+        for _ in range(200 + 4 * want):
+            if len(beats) == want and len(stats) == len(tensors):
+                break
+            await ctx.tick()
+
+    async def lens(ctx):
+        # every tensor's ceil(length/B) entries (a refused one's are dropped by the unpacker)
+        ent = []
+        for _, ls, cfg, _ in tensors:
+            nb = -(-cfg["length"] // p.block)
+            ent += (ls + [0] * nb)[:nb]
+        await send(ctx, dut.s_len, [{"data": v, "last": 0} for v in ent], random.Random(6), 0.3)
+
+    run_sim(dut, tb, collectors=[collector(dut.m_axis, beats, random.Random(7), 0.6),
+                                 collector(dut.m_status, stats, random.Random(8), 0.7), lens])
+    check(p, [(w, c, r) for w, _, c, r in tensors], beats, stats)
