@@ -91,10 +91,11 @@ class BeatSequencer(wiring.Component):
 
     Pipeline: the descriptor passes two register stages (P1: ``cfg``
     checks and ``v``, ``length - 1``; P2: the tail, its bits
-    ``tail * v``, the beat count, the Dequantizer constants) into a
+    ``tail * v``, the beat count, the Dequantizer constants); P2 is the
     "next tensor" register that the beat loop loads in the clock its
-    current tensor's last command leaves, so tensors of at least 3 beats
-    follow one another without a gap.
+    current tensor's last command leaves.  P2 is refilled from P1 in the
+    clock after it was taken, so tensors of at least 3 beats follow one
+    another without a gap.
 
     The beat loop (one command per clock while ``cmd`` is ready): a beat
     down-counter whose sign bit says "last beat", a block down-counter
@@ -128,7 +129,10 @@ class BeatSequencer(wiring.Component):
             "full_bits": range(beat_bits + 1), "keep_tail": N, "k": tensor_consts_layout(p),
         }))
         load = Signal()                       # the beat loop takes p2 this clock
-        p2_free = ~p2.valid | load
+        # P2 refills only once it is empty (a registered test): the beat loop's `load`
+        # stays off the descriptor FIFO's read path (P2 is refilled in the clock after it is
+        # taken, which costs nothing for tensors of 2 beats or more).
+        p2_free = ~p2.valid
         p1_free = ~p1.valid | p2_free
         d = self.desc
         m.d.comb += d.ready.eq(p1_free)
@@ -141,6 +145,8 @@ class BeatSequencer(wiring.Component):
                 p1.v.eq(c.sign + c.exp_bits + c.man_bits),
                 p1.lm1.eq(c.length - 1),
             ]
+        with m.If(load):
+            m.d.sync += p2.valid.eq(0)
         with m.If(p2_free):
             c = p1.cfg
             tail = Signal(range(N + 1))
