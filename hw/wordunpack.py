@@ -65,12 +65,17 @@ class RecordCutter(wiring.Component):
     error : Out(ErrorKind)
         The current tensor's error so far (for the sticky flags).
 
-    State (``lib.enum``): ``RUN`` issues the tensor's beats; ``DRAIN``
-    follows the last beat when the tensor's ``last`` word has not been
-    consumed yet (a stream too long, a refused tensor, or after an error):
-    words are popped, one per clock, up to ``last``.  In ``RUN`` after an
-    error (or for a refused tensor) beats are issued as zero beats at one per
-    clock while, in the same clocks, the tensor's words are popped up to ``last``.
+    State (``lib.enum``): ``RUN`` issues the tensor's beats (the fast path:
+    a clean beat whose words are held, decided from flip-flops in a few LUT
+    levels); ``ZERO`` (entered one clock after a refused tensor, an error or
+    words that ran out are seen) issues the rest of the tensor's beats as
+    zero beats, one per clock, while the tensor's words are popped up to
+    ``last`` in the same clocks; ``DRAIN`` follows the last beat when the
+    ``last`` word has not been consumed yet (a stream too long, a refused
+    or damaged tensor): words are popped, one per clock, up to ``last``.
+    Commands are prefetched into a 2-entry register (the command FIFO's
+    read enable is a flip-flop's output).  ``m_status`` is never waited for:
+    ``status.ready`` must be 1 (the Unpacker queues the entries).
 
     Checks, at the beat that needs the words (docs/format.md 8): a beat whose
     records reach into a second word while the head word is the tensor's
@@ -92,9 +97,10 @@ class RecordCutter(wiring.Component):
 
     RING = 4
 
-    class State(enum.Enum, shape=1):
+    class State(enum.Enum, shape=2):
         RUN = 0
-        DRAIN = 1
+        ZERO = 1
+        DRAIN = 2
 
     def __init__(self, p: HwParams):
         self.p = p
@@ -113,112 +119,133 @@ class RecordCutter(wiring.Component):
         W, RING = p.word, self.RING
 
         # -- the ring ----------------------------------------------------------
-        ring = Array(Signal(W + 1, name=f"ring{i}") for i in range(RING))   # {last, data}
+        ring = Array(Signal(W, name=f"ring{i}") for i in range(RING))
+        ring_last = Signal(RING)              # the slot holds its tensor's `last` word
         rp = Signal(2)
         wp = Signal(2)
         level = Signal(range(RING + 1))
+        ge1 = Signal()                        # level >= 1, level >= 2: registered copies, so that
+        ge2 = Signal()                        # the issue decision starts at flip-flops
         pops = Signal(range(3))
         take = Signal()
         m.d.comb += [self.words.ready.eq(level < RING), take.eq(self.words.valid & self.words.ready)]
         with m.If(take):
-            m.d.sync += [ring[wp].eq(Cat(self.words.payload.data, self.words.payload.last)), wp.eq(wp + 1)]
-        m.d.sync += [rp.eq(rp + pops), level.eq(level + take - pops)]
+            m.d.sync += [ring[wp].eq(self.words.payload.data), wp.eq(wp + 1),
+                         ring_last.bit_select(wp, 1).eq(self.words.payload.last)]
+        # the next level for each possible pop count, computed beside the issue decision
+        after = [Signal(range(RING + 2), name=f"after{k}") for k in range(3)]
+        for k in range(3):
+            m.d.comb += after[k].eq(level + take - k)
+        nxt_level = Signal(range(RING + 2))
+        m.d.comb += nxt_level.eq(Array(after)[pops])
+        m.d.sync += [rp.eq(rp + pops), level.eq(nxt_level), ge1.eq(nxt_level >= 1), ge2.eq(nxt_level >= 2)]
         w0 = ring[rp]
         w1 = ring[(rp + 1)[:2]]
-        w0_last = w0[W]
-        w1_last = w1[W]
+        w0_last = ring_last.bit_select(rp, 1)
+        w1_last = ring_last.bit_select((rp + 1)[:2], 1)
+
+        # -- commands: the head (cur) and one prefetched (nxt), so that the FIFO's read
+        #    enable depends on a flip-flop only ----------------------------------------
+        cl = beat_cmd_layout(p)
+        cur = Signal(cl)
+        nxt = Signal(cl)
+        cur_v = Signal()
+        nxt_v = Signal()
+        adv = Signal()                        # cur is consumed this clock
+        m.d.comb += self.cmd.ready.eq(~nxt_v)
+        take_cmd = self.cmd.valid & ~nxt_v
+        with m.If(adv):
+            with m.If(nxt_v):
+                m.d.sync += cur.eq(nxt)
+                with m.If(take_cmd):
+                    m.d.sync += nxt.eq(self.cmd.payload)
+                with m.Else():
+                    m.d.sync += nxt_v.eq(0)
+            with m.Else():
+                m.d.sync += [cur.eq(self.cmd.payload), cur_v.eq(take_cmd)]
+        with m.Elif(take_cmd):
+            with m.If(cur_v):
+                m.d.sync += [nxt.eq(self.cmd.payload), nxt_v.eq(1)]
+            with m.Else():
+                m.d.sync += [cur.eq(self.cmd.payload), cur_v.eq(1)]
 
         # -- per-tensor state ---------------------------------------------------
         state = Signal(self.State)
         err = Signal(ErrorKind)
         ended = Signal()                      # the tensor's last word has been popped
         nwords = Signal(32)
+        len_q = Signal(32)                    # cfg.length of the tensor in DRAIN
         m.d.comb += self.error.eq(err)
-
-        c = self.cmd.payload
         st = self.status
         o = self.o
-        run = (state == self.State.RUN) & self.cmd.valid
-        # this clock's situation for the head command (RUN)
-        early = Signal()                      # its records run past the tensor's last word
-        zb = Signal()                         # a zero beat (refused, or after / at an error)
-        m.d.comb += [
-            early.eq(c.need2 & (level != 0) & w0_last & ~ended),
-            zb.eq((err != ErrorKind.NONE) | c.refused | ended | early),
-        ]
-        would = Signal(range(3))              # words the command pops if it goes
-        m.d.comb += would.eq(Mux(zb, ~ended & (level != 0), c.pops))
-        have = Signal()                       # the command can go as far as the words are concerned
-        m.d.comb += have.eq(zb | (level >= 1 + c.need2))
-        pl = Signal()                         # it pops the tensor's last word
-        m.d.comb += pl.eq(((would != 0) & w0_last) | ((would == 2) & w1_last))
-        fin = Signal()                        # its tensor finishes in this clock (status pushed)
-        m.d.comb += fin.eq(c.final & (ended | pl))
-        space = Signal()                      # room for its beat (a length-0 tensor has none)
-        m.d.comb += space.eq(self.room | c.nobeat)
-        go = Signal()
-        m.d.comb += go.eq(run & have & space & (~fin | st.ready))
-
-        kind = Signal(ErrorKind)              # err including this clock's finding
-        m.d.comb += kind.eq(err)
-        with m.If(run & (err == ErrorKind.NONE)):
-            with m.If(c.refused):
-                m.d.comb += kind.eq(ErrorKind.UNSUPPORTED)
-            with m.Elif(ended | early):
-                m.d.comb += kind.eq(ErrorKind.LENGTH)        # words ran out before the beats
-            with m.Elif(go & c.final & ~pl):
-                m.d.comb += kind.eq(ErrorKind.LENGTH)        # words left before `last`
-
+        popped_last = Signal()
+        m.d.comb += popped_last.eq(((pops != 0) & w0_last) | ((pops == 2) & w1_last))
+        ended_new = ended | popped_last
         done = Signal()
+        beat = Signal()                       # a beat is issued
+        zero = Signal()                       # ... as a zero beat
+        st_kind = Signal(ErrorKind)
+        st_len = Signal(32)
+        m.d.comb += [st_kind.eq(err), st_len.eq(cur.length)]
+
         with m.Switch(state):
             with m.Case(self.State.RUN):
-                m.d.comb += self.cmd.ready.eq(go)
-                m.d.comb += st.valid.eq(run & have & space & fin)
-                with m.If(run & zb):
-                    m.d.comb += pops.eq(would)                  # drain towards `last`, beat or not
-                with m.Elif(go):
-                    m.d.comb += pops.eq(would)
-                with m.If(go & c.final):
-                    with m.If(fin):
+                # fast path: a clean beat whose words are held
+                normal = cur_v & ~cur.refused & ~ended
+                hit = cur.need2 & ge1 & w0_last   # its records run past the tensor's last word
+                go = Signal()
+                m.d.comb += go.eq(normal & ~hit & Mux(cur.need2, ge2, ge1) & self.room)
+                m.d.comb += [adv.eq(go), beat.eq(go)]
+                with m.If(go):
+                    m.d.comb += pops.eq(cur.pops)
+                # the rest takes a clock to decide (off the fast path)
+                with m.If(cur_v & (cur.refused | ended | hit)):
+                    m.d.sync += [state.eq(self.State.ZERO),
+                                 err.eq(Mux(cur.refused, ErrorKind.UNSUPPORTED, ErrorKind.LENGTH))]
+                with m.If(go & cur.final):
+                    with m.If(popped_last):
+                        m.d.comb += done.eq(1)
+                    with m.Else():                # words left before `last`
+                        m.d.sync += [state.eq(self.State.DRAIN), err.eq(ErrorKind.LENGTH), len_q.eq(cur.length)]
+            with m.Case(self.State.ZERO):
+                # zero beats, one a clock; meanwhile the tensor's words are popped up to `last`
+                zgo = cur_v & (self.room | cur.nobeat)
+                m.d.comb += [adv.eq(zgo), beat.eq(zgo & ~cur.nobeat), zero.eq(1)]
+                with m.If(~ended & ge1):
+                    m.d.comb += pops.eq(1)
+                with m.If(zgo & cur.final):
+                    with m.If(ended_new):
                         m.d.comb += done.eq(1)
                     with m.Else():
-                        m.d.sync += state.eq(self.State.DRAIN)
+                        m.d.sync += [state.eq(self.State.DRAIN), len_q.eq(cur.length)]
             with m.Case(self.State.DRAIN):
-                with m.If(level != 0):
+                m.d.comb += st_len.eq(len_q)
+                with m.If(ge1):
+                    m.d.comb += pops.eq(1)
                     with m.If(w0_last):
-                        m.d.comb += st.valid.eq(1)
-                        with m.If(st.ready):
-                            m.d.comb += [pops.eq(1), done.eq(1)]
-                            m.d.sync += state.eq(self.State.RUN)
-                    with m.Else():
-                        m.d.comb += pops.eq(1)
-        popped_last = ((pops != 0) & w0_last) | ((pops == 2) & w1_last)
-        m.d.sync += [err.eq(kind), nwords.eq(nwords + pops), ended.eq(ended | popped_last)]
+                        m.d.comb += done.eq(1)
+        m.d.sync += [nwords.eq(nwords + pops), ended.eq(ended_new)]
         with m.If(done):
-            m.d.sync += [err.eq(ErrorKind.NONE), ended.eq(0), nwords.eq(0)]
-        length_q = Signal(32)                 # cfg.length of the tensor in DRAIN
-        with m.If(go):
-            m.d.sync += length_q.eq(c.length)
+            m.d.sync += [state.eq(self.State.RUN), err.eq(ErrorKind.NONE), ended.eq(0), nwords.eq(0)]
         st_pl = st.payload
         m.d.comb += [
-            st_pl.unsupported.eq(kind == ErrorKind.UNSUPPORTED),
-            st_pl.corrupt.eq(kind == ErrorKind.CORRUPT),
-            st_pl.length_error.eq(kind == ErrorKind.LENGTH),
-            st_pl.values.eq(Mux(state == self.State.DRAIN, length_q, c.length)),
-            st_pl.words.eq(nwords + Mux(state == self.State.DRAIN, 1, would)),
+            st.valid.eq(done),                # (the Unpacker never holds up m_status: ready is 1)
+            st_pl.unsupported.eq(st_kind == ErrorKind.UNSUPPORTED),
+            st_pl.corrupt.eq(st_kind == ErrorKind.CORRUPT),
+            st_pl.length_error.eq(st_kind == ErrorKind.LENGTH),
+            st_pl.values.eq(st_len),
+            st_pl.words.eq(nwords + pops),
         ]
-        beat = go & ~c.nobeat
-        zero = zb
 
         # -- the beat to the datapath (registered) --------------------------------
         m.d.sync += o.valid.eq(beat)
         with m.If(beat):
             m.d.sync += [
-                o.payload.win.eq(Cat(w0[:W], w1[:W])),
-                o.payload.off.eq(c.off),
-                o.payload.keep.eq(c.keep),
-                o.payload.last.eq(c.final),
+                o.payload.win.eq(Cat(w0, w1)),
+                o.payload.off.eq(cur.off),
+                o.payload.keep.eq(cur.keep),
+                o.payload.last.eq(cur.final),
                 o.payload.zero.eq(zero),
-                o.payload.k.eq(c.k),
+                o.payload.k.eq(cur.k),
             ]
         return m
