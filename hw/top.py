@@ -90,6 +90,13 @@ class PackerTop(wiring.Component):
     ``s_axis_tdata`` holds N source values, lane j in bits ``[j*SW +: SW]``
     (SW = source width); ``s_axis_tkeep`` has one bit per lane (not per
     byte), a prefix mask read only on the ``tlast`` beat.
+
+    ``m_status_tdata`` is the :func:`sfp.hw.status.status_layout` entry
+    packed LSB first: bit 0 ``negative``, 1 ``special``, 2 ``unsupported``,
+    3 ``corrupt`` (0 here), 4 ``length_error`` (0 here), bits 5-36
+    ``values``, bits 37-68 ``words``; one entry per tensor, after its last
+    word was taken.  It never holds up the data path (entries that find the
+    8-entry queue full are dropped and set ``status_lost``).
     """
 
     def __init__(self, p: HwParams):
@@ -103,7 +110,9 @@ class PackerTop(wiring.Component):
             "m_len_tdata": Out(LEN_WIDTH), "m_len_tlast": Out(1),
             "m_len_tvalid": Out(1), "m_len_tready": In(1),
             **_cfg_members(),
+            "m_status_tdata": Out(status_layout().size), "m_status_tvalid": Out(1), "m_status_tready": In(1),
             "status_negative": Out(1), "status_special": Out(1), "status_unsupported": Out(1),
+            "status_lost": Out(1),
         })
 
     def elaborate(self, platform):
@@ -127,6 +136,10 @@ class PackerTop(wiring.Component):
             self.status_negative.eq(core.status.negative),
             self.status_special.eq(core.status.special),
             self.status_unsupported.eq(core.status.unsupported),
+            self.status_lost.eq(core.status.lost),
+            self.m_status_tdata.eq(core.m_status.payload),
+            self.m_status_tvalid.eq(core.m_status.valid),
+            core.m_status.ready.eq(self.m_status_tready),
         ]
         _connect_cfg(m, self, core.cfg)
         return m
@@ -244,6 +257,13 @@ def port_table(which: str, p: HwParams) -> list[dict]:
             "s_axis_tlast": "last beat of the tensor", "s_axis_tvalid": "beat valid", "s_axis_tready": "beat accepted",
             "m_axis_tdata": words, "m_axis_tlast": "the tensor's final word",
             "m_axis_tvalid": "word valid", "m_axis_tready": "word accepted",
+            "m_status_tdata": "per-tensor status entry, one per tensor in order, after its last word was taken "
+                              "(hw/status.py layout, LSB first): bit 0 negative, 1 special, 2 unsupported "
+                              "(refused: no words), 3-4 zero, bits 5-36 values (counted from s_axis), "
+                              "bits 37-68 words written",
+            "status_negative": "flags of the tensor at the lanes' output (replaced by the next tensor's first "
+                               "beat): a negative value met with the sign elided (stored as its magnitude)",
+            "status_special": "flags of the tensor at the lanes' output: Inf/NaN met with specials off",
         })
     else:
         doc.update({
