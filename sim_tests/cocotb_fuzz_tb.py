@@ -116,12 +116,14 @@ async def campaign(dut):
 
     fails: Counter = Counter()
     examples: dict = {}
+    failed_pairs: dict = {}
     total_cycles = 0
 
     def fail(pair: int, what: str, detail: str):
         key = f"{kind_names[int(kinds[2 * pair])]}:{what}"
         fails[key] += 1
         examples.setdefault(key, f"pair {pair}: {detail}")
+        failed_pairs.setdefault(pair, []).append(what)
 
     for k in range(npairs):
         ts = (2 * k, 2 * k + 1)
@@ -194,7 +196,8 @@ async def campaign(dut):
             dut.m_axis_tready.value = 0
             await do_reset(dut)
     summary = {"pairs": npairs, "failed": sum(fails.values()), "cycles": total_cycles,
-               "fails": dict(fails), "examples": examples, "status_port": status.present}
+               "fails": dict(fails), "examples": examples, "status_port": status.present,
+               "failed_pairs": failed_pairs}
     with open(prm["result_file"], "w") as f:
         json.dump(summary, f, indent=1)
     dut._log.info("fuzz: %d pairs, %d clocks, failures %s", npairs, total_cycles, dict(fails))

@@ -131,6 +131,27 @@ _NO_DETECTION = ("defect (issue #10 item 1, not landed in the RTL): the unpacker
                  "cfg_length the next, clean tensor comes out wrong")
 
 
+#: Defects of the RTL found by this campaign and not fixed yet: (test of a failing pair, reason).
+#: A run whose every failure matches one of them is an xfail naming it; any other failure fails.
+KNOWN_DEFECTS = [
+    (lambda bad, what: bad.kind == "refused" and bad.cfg["exp_bits"] > P.max_exp_bits
+     and what == ["damaged_values"],
+     "defect (unpacker, e2d3db9): a tensor refused because cfg_exp_bits exceeds max_exp_bits gets "
+     "ceil(length/N) beats as specified but their values are not zero (e.g. 0x7f80 = +Inf lanes); "
+     "the other refusals (exp_bits 1, rounding 3, exp_base 254, gecko 1) give zeros"),
+]
+
+
+def _known_defect(r: dict, pairs) -> str | None:
+    fp = r.get("failed_pairs", {})
+    if not fp:
+        return None
+    for test, reason in KNOWN_DEFECTS:
+        if all(test(pairs[int(k)][0], sorted(v)) for k, v in fp.items()):
+            return reason
+    return None
+
+
 @pytest.mark.parametrize("simulator", SIMULATORS)
 def test_fuzz_unpacker_rtl(simulator, request):
     if not _has_detection():
@@ -151,6 +172,13 @@ def test_fuzz_unpacker_rtl(simulator, request):
         if result.is_file():
             r = json.loads(result.read_text())
             lines = [f"{k}: {v} of {PAIRS} pairs (e.g. {r['examples'][k]})" for k, v in sorted(r["fails"].items())]
+            # what the failing damaged tensors were (the generator's description), grouped
+            details = Counter(pairs[int(k)][0].detail.split(" for ")[0] if pairs[int(k)][0].kind.startswith("length")
+                              else pairs[int(k)][0].detail for k in r.get("failed_pairs", {}))
+            lines += [f"  damaged tensor '{d}': {c} failing pairs" for d, c in details.most_common(12)]
+            known = _known_defect(r, pairs)
+            if known:
+                pytest.xfail(known + "; " + "; ".join(lines))
             pytest.fail(f"{simulator}: {r['failed']} failures over {r['pairs']} pairs "
                         f"(m_status port: {r['status_port']}):\n  " + "\n  ".join(lines), pytrace=False)
         raise

@@ -90,18 +90,14 @@ def wordpack_fifos(p: HwParams):
     return frag, {"unit": "WordPacker", "params": p}
 
 
-def _wordunpack_invariants(d: Fragment):
-    """No overflow/underflow of the WordUnpacker's settings queue and word ring (``d``: its fragment)."""
-    from ..wordunpack import WordUnpacker
+def _ring_invariants(d: Fragment, path: str = ""):
+    """No overflow/underflow of the unpacker's word ring (:class:`sfp.hw.wordunpack.RecordCutter`)."""
+    from ..wordunpack import RecordCutter
 
-    qn, push, pop = tap(d, "", "qn"), tap(d, "", "q_push"), tap(d, "", "q_pop")
-    level, pops, take = tap(d, "", "level"), tap(d, "", "pops"), tap(d, "", "take")
-    rp, wp = tap(d, "", "rp"), tap(d, "", "wp")
-    ring = WordUnpacker.RING
+    level, pops, take = tap(d, path, "level"), tap(d, path, "pops"), tap(d, path, "take")
+    rp, wp = tap(d, path, "rp"), tap(d, path, "wp")
+    ring = RecordCutter.RING
     return [
-        Assert(qn <= 2, "settings queue: count above 2"),
-        Assert(~push | (qn < 2), "settings queue: push when full"),
-        Assert(~pop | (qn > 0), "settings queue: pop when empty"),
         Assert(level <= ring, "word ring: level above depth"),
         Assert(level + take - pops <= ring, "word ring: overflow"),
         Assert(pops <= level, "word ring: underflow (a word popped that is not there)"),
@@ -109,19 +105,29 @@ def _wordunpack_invariants(d: Fragment):
     ]
 
 
-def wordunpack_queues(p: HwParams):
-    """WordUnpacker with any input words and cfg: the settings queue and the 4-word ring never
-    overflow or underflow; its output obeys AXI4-Stream given an AXI4-Stream input."""
-    from ..wordunpack import WordUnpacker
+def _unpacker_invariants(frag: Fragment):
+    """The plain unpacker's own queues: the word ring, and the credit-managed output FIFO, which has
+    no back-pressure on its write side (a write while full would lose a beat)."""
+    d = frag.find_subfragment("dut")
+    w_en, w_rdy = tap(d, "ofifo", "w_en"), tap(d, "ofifo", "w_rdy")
+    return _ring_invariants(d, "cut") + [Assert(~w_en | w_rdy, "output FIFO: a beat written while full")]
+
+
+def cutter_ring(p: HwParams):
+    """RecordCutter with any words, any beat commands (within the sequencer's contract: a beat
+    pops at most the words it needs, ``pops <= 1 + need2``), any ``room``: the 4-word ring never
+    overflows or underflows."""
+    from ..wordunpack import RecordCutter
 
     m = Module()
-    m.submodules.dut = dut = WordUnpacker(p)
+    m.submodules.dut = dut = RecordCutter(p)
     _no_reset(m)
-    stream_rules(m, dut.i.valid, dut.i.ready, dut.i.payload, role="assume", name="i")
-    stream_rules(m, dut.o.valid, dut.o.ready, dut.o.payload, role="assert", name="o")
+    stream_rules(m, dut.words.valid, dut.words.ready, dut.words.payload, role="assume", name="words")
+    stream_rules(m, dut.cmd.valid, dut.cmd.ready, dut.cmd.payload, role="assume", name="cmd")
+    m.d.comb += Assume(dut.cmd.payload.pops <= 1 + dut.cmd.payload.need2)
     frag = Fragment.get(m, "formal")
-    frag.add_statements("comb", *_wordunpack_invariants(frag.find_subfragment("dut")))
-    return frag, {"unit": "WordUnpacker", "params": p}
+    frag.add_statements("comb", *_ring_invariants(frag.find_subfragment("dut")))
+    return frag, {"unit": "RecordCutter", "params": p}
 
 
 def regfifo_env(p: HwParams, broken: bool = False):
@@ -182,7 +188,7 @@ def unpacker_axis(p: HwParams):
     # pointer/level invariants (which also make the stream rules inductive).
     frag = Fragment.get(m, "formal")
     if not p.gecko:
-        frag.add_statements("comb", *_wordunpack_invariants(frag.find_subfragment("dut").find_subfragment("words")))
+        frag.add_statements("comb", *_unpacker_invariants(frag))
     return frag, {"unit": "Unpacker", "params": p}
 
 
@@ -354,7 +360,7 @@ def _plain_words(m: Module, p: HwParams, length, v, max_len: int):
     return total
 
 
-def unpacker_live(p: HwParams, max_len: int = 6, stall: int = 12, refused: bool = False, fixed: bool = True):
+def unpacker_live(p: HwParams, max_len: int = 8, stall: int = 12, refused: bool = False, fixed: tuple = (7, 8)):
     """The unpacker fed arbitrary words (any data, ``tlast`` anywhere) and arbitrary supported cfgs
     with ``1 <= length <= max_len``, its input always valid and its output always ready:
 
@@ -365,8 +371,9 @@ def unpacker_live(p: HwParams, max_len: int = 6, stall: int = 12, refused: bool 
       words up to ``tlast`` are not the format's count (sum of L_b) for that cfg.
 
     ``refused=True`` also lets the cfg be one the build refuses (it must then still complete).
-    ``fixed=True`` holds the container settings at m = 3, e = 4, sign (8-bit records) and leaves
-    only ``length`` (and the words) free: with symbolic widths the solver is much slower."""
+    ``fixed=(m, e)`` holds the container settings at m, e with the sign (records of 1 + e + m
+    bits) and leaves only ``length`` (and the words) free: with symbolic widths the solver is
+    much slower.  ``fixed=None`` leaves them free."""
     from ..params import config_layout
     from ..unpacker import Unpacker
 
@@ -380,7 +387,7 @@ def unpacker_live(p: HwParams, max_len: int = 6, stall: int = 12, refused: bool 
     if not refused:
         _supported(m, p, cfg)
     if fixed and not refused:
-        _fix_cfg(m, cfg, man_bits=min(3, p.max_man_bits), exp_bits=min(4, p.max_exp_bits), sign=1, gecko=0)
+        _fix_cfg(m, cfg, man_bits=fixed[0], exp_bits=fixed[1], sign=1, gecko=0)
     if "m_status" in dut.signature.members:
         m.d.comb += Assume(dut.m_status.ready)
 
@@ -488,7 +495,7 @@ def reset_outputs(p: HwParams, which: str = "packer"):
 
 HARNESSES = {
     "wordpack_fifos": wordpack_fifos,
-    "wordunpack_queues": wordunpack_queues,
+    "cutter_ring": cutter_ring,
     "regfifo_env": regfifo_env,
     "packer_axis": packer_axis,
     "unpacker_axis": unpacker_axis,
