@@ -4,8 +4,9 @@ Run by ``sim_tests/test_fuzz.py``, which computes every expectation with
 the golden model (:func:`sfp.model.stream.unpack_stream`) and passes the
 tensors in ``sim_data()``: ``words`` (uint32 chunks, ``W/32`` per word),
 ``word_off``, ``cfg`` (``CFG_FIELDS`` columns), ``beats``, ``values``,
-``val_off``, ``error`` (0 none, 1 length, 2 corrupt, 3 unsupported) and
-``kind``.  Tensors ``2k`` (damaged) and ``2k+1`` (clean) form pair ``k``.
+``val_off``, ``error`` (0 none, 1 length, 2 corrupt, 3 unsupported),
+``kind``, and for a Gecko build ``slen``/``slen_off`` (each tensor's
+block-index entries, driven on ``s_len`` beside the words).  Tensors ``2k`` (damaged) and ``2k+1`` (clean) form pair ``k``.
 
 One coroutine drives everything, clock by clock (fast under both
 simulators): the pair's words back to back on ``s_axis`` (the ``cfg`` pins
@@ -94,6 +95,10 @@ async def campaign(dut):
     m_valid, m_ready, m_data, m_keep, m_last = (dut.m_axis_tvalid, dut.m_axis_tready, dut.m_axis_tdata,
                                                 dut.m_axis_tkeep, dut.m_axis_tlast)
     cfg_h = [getattr(dut, f"cfg_{f}") for f in CFG_FIELDS]
+    gecko = hasattr(dut, "s_len_tvalid")      # a Gecko build reads every tensor's block index on s_len
+    if gecko:
+        slen, soff = z["slen"], z["slen_off"]
+        l_valid, l_ready, l_data, l_last = dut.s_len_tvalid, dut.s_len_tready, dut.s_len_tdata, dut.s_len_tlast
 
     def word(i: int) -> int:
         return sum(int(words[i, c]) << (32 * c) for c in range(chunks))
@@ -129,7 +134,10 @@ async def campaign(dut):
         ts = (2 * k, 2 * k + 1)
         feed = [(word(i), int(i == woff[t + 1] - 1), t) for t in ts for i in range(woff[t], woff[t + 1])]
         want = [expected_beats(t) for t in ts]
-        limit = PAIR_BASE + PAIR_PER * (len(feed) + sum(len(w) for w in want))
+        lens = [(int(slen[i]), int(i == soff[t + 1] - 1)) for t in ts for i in range(soff[t], soff[t + 1])] \
+            if gecko else []
+        li = 0
+        limit = PAIR_BASE + PAIR_PER * (len(feed) + len(lens) + sum(len(w) for w in want))
         got: list[list] = [[]]
         stats: list = []
         wi, idle, cyc, cur_t = 0, 0, 0, None
@@ -145,8 +153,16 @@ async def campaign(dut):
             else:
                 s_valid.value = 0
             m_ready.value = int(rng.random() < ready_prob)
+            if gecko:
+                if li < len(lens):
+                    l_data.value, l_last.value, l_valid.value = lens[li][0], lens[li][1], 1
+                else:
+                    l_valid.value = 0
             await ReadOnly()
             progress = False
+            if gecko and li < len(lens) and _bit(l_ready):
+                li += 1
+                progress = True
             if wi < len(feed) and _bit(s_ready):
                 wi += 1
                 progress = True
@@ -160,16 +176,19 @@ async def campaign(dut):
             await RisingEdge(dut.clk)
             cyc += 1
             idle = 0 if progress else idle + 1
-            done = wi == len(feed) and len(got) > 2 and (not status.present or len(stats) >= 2)
+            done = wi == len(feed) and li == len(lens) and len(got) > 2 and (not status.present or len(stats) >= 2)
             if done:
                 break
             if idle > IDLE_LIMIT or cyc > limit:
                 hang = (f"{'no handshake for ' + str(IDLE_LIMIT) if idle > IDLE_LIMIT else 'over ' + str(limit)}"
-                        f" clocks: {wi}/{len(feed)} words taken, {sum(map(len, got))} beats out, "
+                        f" clocks: {wi}/{len(feed)} words, {li}/{len(lens)} s_len entries taken, "
+                        f"{sum(map(len, got))} beats out, "
                         f"s_axis_tready={_bit(s_ready)} m_axis_tvalid={_bit(m_valid)}")
                 break
         total_cycles += cyc
         s_valid.value = 0
+        if gecko:
+            l_valid.value = 0
         bad = False
         if hang:
             fail(k, "hang", hang)

@@ -28,7 +28,7 @@ import numpy as np
 from sfp.model.formats import Settings
 from sfp.sim_tests.packer_ref import make_case, real_tensor_bits
 
-__all__ = ["KINDS", "Tensor", "make_pairs", "implied_error", "REAL_KEYS", "CFG_FIELDS"]
+__all__ = ["KINDS", "GECKO_KINDS", "Tensor", "make_pairs", "implied_error", "REAL_KEYS", "CFG_FIELDS"]
 
 #: The ``cfg`` port fields in ``sfp.hw.params.config_layout`` order.
 CFG_FIELDS = ("man_bits", "exp_bits", "exp_base", "sign", "specials", "rounding", "gecko", "seed", "length")
@@ -48,6 +48,21 @@ KINDS = (
     "refused",       # a cfg the build cannot do (the words are the tensor's)
 )
 
+#: The damage kinds of a Gecko build (whose unpacker also reads the block index on ``s_len``).
+GECKO_KINDS = (
+    "clean",
+    "flip_coded",    # one bit flipped inside a Gecko-coded block (header, unary, remainder, raw or fields)
+    "flip_plainblk", # ... inside a plain-layout block (fallback block or a tensor with gecko = 0)
+    "flip_many",
+    "truncate",
+    "extend",
+    "random_words",
+    "length_plus",   # (s_len carries ceil(length/B) entries: the extra ones at the plain length)
+    "length_minus",  # (s_len cut to ceil(length/B) entries)
+    "s_len_off",     # one block-index entry off by +-1
+    "refused",
+)
+
 REAL_KEYS = ("epoch10/weight/conv2.weight", "epoch10/act/relu1.out", "epoch10/grad/fc1.weight",
              "epoch01/grad/conv2.out", "epoch01/weight/fc1.weight")
 
@@ -56,6 +71,7 @@ REAL_KEYS = ("epoch10/weight/conv2.weight", "epoch10/act/relu1.out", "epoch10/gr
 class Tensor:
     kind: str
     words: list                       # W-bit ints, the last one carries tlast
+    s_len: list                       # block-index entries sent on s_len (Gecko builds)
     cfg: dict                         # the cfg port (CFG_FIELDS)
     settings: Settings | None         # as the model reads them (None: refused, not a valid Settings)
     supported: bool
@@ -83,6 +99,10 @@ def _clean(p, rng, cache):
         cache[key] = real_tensor_bits(p.source, key, 8000)
     bits = np.resize(cache[key][off:], n)
     kw = _settings_pool(p)[int(rng.integers(len(_settings_pool(p))))]
+    if p.gecko:
+        kw = dict(man_bits=int(rng.integers(0, min(4, p.max_man_bits + 1))),
+                  exp_bits=int(rng.integers(3, p.max_exp_bits + 1)), gecko=bool(rng.integers(0, 5)),
+                  group=p.group, sign=True)
     s = Settings(source=p.source, block=p.block, word=p.word, exp_base="auto", **kw)
     c = make_case(bits, s)
     return c, cfg_value(c.settings, c.n)
@@ -102,7 +122,53 @@ def _flip(words, pos, wbits):
     return w
 
 
+def _plain_len(s, count, W):
+    return -(-count * s.value_bits // W)
+
+
+def _damage_gecko(kind, c, cfg, p, rng):
+    """(words, s_len, cfg, settings, supported, detail) for the Gecko-only kinds, else None."""
+    s, words, lens, W, B = c.settings, list(c.words), list(c.lens), p.word, p.block
+    n = c.n
+    starts = [sum(lens[:b]) for b in range(len(lens))]
+    plain = [_plain_len(s, min(B, n - b * B), W) for b in range(len(lens))]
+    if kind in ("flip_coded", "flip_plainblk"):
+        want_coded = kind == "flip_coded"
+        blocks = [b for b in range(len(lens)) if (lens[b] < plain[b]) == want_coded and lens[b] > 0]
+        if not blocks:
+            return None
+        b = blocks[int(rng.integers(len(blocks)))]
+        pos = starts[b] * W + int(rng.integers(lens[b] * W))
+        return _flip(words, pos, W), lens, cfg, s, True, f"block {b} bit {pos}"
+    if kind == "s_len_off":
+        b = int(rng.integers(len(lens)))
+        d = int(rng.choice([-1, 1]))
+        if lens[b] + d < 0:
+            d = 1
+        lens[b] += d
+        return words, lens, cfg, s, True, f"L_{b} {d:+d}"
+    if kind in ("length_plus", "length_minus"):
+        d = [1, p.lanes, B, 1000][int(rng.integers(4))]
+        length = n + d if kind == "length_plus" else max(1, n - d)
+        if length == n:
+            return None
+        nb = -(-length // B)
+        new = lens[:nb] + [_plain_len(s, min(B, length - b * B), W) for b in range(len(lens), nb)]
+        return words, new, dict(cfg, length=length), s, True, f"length {length} for {n}"
+    return None
+
+
 def _damage(kind, c, cfg, p, rng):
+    """(words, s_len, cfg, settings, supported, detail) of one damaged tensor, or None if the kind does not apply."""
+    if p.gecko:
+        d = _damage_gecko(kind, c, cfg, p, rng)
+        if d is not None or kind in ("flip_coded", "flip_plainblk", "s_len_off"):
+            return d
+    d = _damage_plain(kind, c, cfg, p, rng)
+    return None if d is None else (d[0], list(c.lens)) + d[1:]
+
+
+def _damage_plain(kind, c, cfg, p, rng):
     """(words, cfg, settings, supported, detail) of one damaged tensor, or None if the kind does not apply."""
     s, words, W, B, N = c.settings, list(c.words), p.word, p.block, p.lanes
     v, n = s.value_bits, c.n
@@ -163,12 +229,12 @@ def _damage(kind, c, cfg, p, rng):
     raise ValueError(kind)
 
 
-def implied_error(kind: str) -> set:
+def implied_error(kind: str, gecko: bool = False) -> set:
     """The error kinds a damage kind allows by itself (independent of the model's decoder).
 
     Plain layout: no check can see a flipped data bit (a wrong value, no
     flag); padding is never read; missing or extra words, a refusal always
-    show.  A wrong ``cfg.length`` shows unless the words happen to hold the
+    show.  In a Gecko build damaged coded blocks may also be ``corrupt``.  A wrong ``cfg.length`` shows unless the words happen to hold the
     other length too (a value more that fits in a block's padding).
     """
     return {
@@ -181,16 +247,22 @@ def implied_error(kind: str) -> set:
         "length_minus": {None, "length"},
         "random_words": {None, "length"},
         "refused": {"unsupported"},
-    }[kind]
+        # Gecko build: a flipped coded bit may or may not make an invalid code or a wrong parse length
+        "flip_coded": {None, "corrupt", "length"}, "flip_plainblk": {None},
+        # an entry +1 can turn a coded block into a plain-length one, read as plain: not detectable
+        "s_len_off": {None, "corrupt", "length"},
+    }[kind] | ({"corrupt", "length"} if gecko and kind in ("flip_many", "random_words") else set()) \
+        | ({"corrupt"} if gecko and kind in ("length_plus", "length_minus") else set())
 
 
 def make_pairs(p, npairs: int, seed: int, lanes: int | None = None):
-    """``npairs`` (damaged, clean) pairs for a plain build ``p``, with the model's expectations."""
+    """``npairs`` (damaged, clean) pairs for the build ``p`` (plain or Gecko), with the model's expectations."""
     from sfp.model.stream import unpack_stream
 
     rng = np.random.default_rng(seed)
     cache: dict = {}
-    bad_kinds = KINDS[1:]
+    bad_kinds = (GECKO_KINDS if p.gecko else KINDS)[1:]
+    gb = bool(p.gecko)
     out = []
     lanes = lanes or p.lanes
     while len(out) < npairs:
@@ -199,11 +271,12 @@ def make_pairs(p, npairs: int, seed: int, lanes: int | None = None):
         d = _damage(kind, c, cfg, p, rng)
         if d is None:
             continue
-        words, dcfg, s, ok, detail = d
-        bad = Tensor(kind, words, dcfg, s, ok, detail)
-        bad.expect = unpack_stream(words, s, dcfg["length"], lanes, supported=ok)
+        words, s_len, dcfg, s, ok, detail = d
+        bad = Tensor(kind, words, s_len, dcfg, s, ok, detail)
+        bad.expect = unpack_stream(words, s, dcfg["length"], lanes, s_len=s_len, supported=ok, gecko_build=gb)
         c2, cfg2 = _clean(p, rng, cache)
-        good = Tensor("clean", list(c2.words), cfg2, c2.settings, True, "")
-        good.expect = unpack_stream(good.words, c2.settings, cfg2["length"], lanes)
+        good = Tensor("clean", list(c2.words), list(c2.lens), cfg2, c2.settings, True, "")
+        good.expect = unpack_stream(good.words, c2.settings, cfg2["length"], lanes, s_len=good.s_len,
+                                    gecko_build=gb)
         out.append((bad, good))
     return out

@@ -24,43 +24,50 @@ import numpy as np
 import pytest
 
 from sfp.hw.params import HwParams
-from sfp.sim_tests.fuzz_cases import CFG_FIELDS, KINDS, implied_error, make_pairs
+from sfp.sim_tests.fuzz_cases import CFG_FIELDS, GECKO_KINDS, KINDS, implied_error, make_pairs
 from sfp.sim_tests.harness import SIMULATORS, build_root, run_sim
 
 #: The fuzzed build: bf16, N = 4, W = 64, B = 64 (full maxima): many blocks per tensor, short runs.
 P = HwParams(source="bf16", lanes=4, word=64, block=64)
 PAIRS = int(os.environ.get("SFP_FUZZ_PAIRS", "1100"))
+#: The fuzzed Gecko build (G = 16): flips in coded and plain blocks, wrong s_len entries besides the rest.
+PG = HwParams(source="bf16", lanes=4, word=64, block=64, gecko=True, group=16)
+PAIRS_GECKO = int(os.environ.get("SFP_FUZZ_PAIRS_GECKO", "300"))
 ERRORS = (None, "length", "corrupt", "unsupported")
 
 
 @lru_cache(maxsize=None)
-def _pairs(n: int, seed: int):
-    return make_pairs(P, n, seed)
+def _pairs(n: int, seed: int, gecko: bool = False):
+    return make_pairs(PG if gecko else P, n, seed)
 
 
 # -- the generator and the model, against what each kind implies ----------------------------
 
 
-def test_every_kind_is_generated_and_implies_the_models_verdict():
-    pairs = _pairs(PAIRS, 1)
+@pytest.mark.parametrize("gecko", [False, True], ids=["plain", "gecko"])
+def test_every_kind_is_generated_and_implies_the_models_verdict(gecko):
+    p = PG if gecko else P
+    pairs = _pairs(PAIRS_GECKO if gecko else PAIRS, 1, gecko)
     seen = Counter(b.kind for b, _ in pairs)
-    assert set(seen) == set(KINDS[1:]), seen
+    assert set(seen) == set((GECKO_KINDS if gecko else KINDS)[1:]), seen
     verdicts = Counter()
     for bad, good in pairs:
-        assert bad.expect.error in implied_error(bad.kind), (bad.kind, bad.detail, bad.expect.error)
+        assert bad.expect.error in implied_error(bad.kind, gecko), (bad.kind, bad.detail, bad.expect.error)
         assert good.expect.error is None
-        assert bad.expect.beats == -(-bad.cfg["length"] // P.lanes)
+        assert bad.expect.beats == -(-bad.cfg["length"] // p.lanes)
         verdicts[(bad.kind, bad.expect.error)] += 1
     # the ambiguous kinds must be both accepted and rejected somewhere, or they test one side only
     for kind in ("random_words", "length_plus", "length_minus"):
         assert verdicts[(kind, "length")] > 0, (kind, verdicts)
+    if gecko:                                  # the Gecko checks are exercised, not only the length ones
+        assert verdicts[("s_len_off", "corrupt")] > 0 and verdicts[("flip_many", "corrupt")] > 0, verdicts
 
 
 def test_flips_change_at_most_the_value_they_hit():
     """A single flip in a plain record changes that value alone; a padding flip changes nothing."""
     from sfp.model.stream import unpack_stream
 
-    for bad, _ in _pairs(PAIRS, 1):
+    for bad, _ in _pairs(PAIRS, 1, False):
         if bad.kind not in ("flip_sign", "flip_code", "flip_man", "flip_pad"):
             continue
         # the undamaged words: flip the same bit back (the detail names value i, or the padding bit)
@@ -94,8 +101,8 @@ def _unflip(t):
 # -- the RTL campaign ---------------------------------------------------------------------------
 
 
-def _campaign_data(pairs):
-    chunks = P.word // 32
+def _campaign_data(pairs, p):
+    chunks = p.word // 32
     tensors = [t for pair in pairs for t in pair]
     words, woff, vals, voff = [], [0], [], [0]
     for t in tensors:
@@ -112,15 +119,17 @@ def _campaign_data(pairs):
         "values": np.concatenate(vals),
         "val_off": np.array(voff, np.int64),
         "error": np.array([ERRORS.index(t.expect.error) for t in tensors], np.int8),
-        "kind": np.array([KINDS.index(t.kind) for t in tensors], np.int8),
+        "kind": np.array([(GECKO_KINDS if p.gecko else KINDS).index(t.kind) for t in tensors], np.int8),
+        "slen": np.array([x for t in tensors for x in t.s_len], np.int64),
+        "slen_off": np.cumsum([0] + [len(t.s_len) for t in tensors]).astype(np.int64),
     }
 
 
-def _has_detection() -> bool:
+def _has_detection(p=P) -> bool:
     """The unpacker reports per-tensor errors (issue #10 items 1-2: an ``m_status`` port)."""
     from sfp.hw.top import UnpackerTop
 
-    top = UnpackerTop(P)
+    top = UnpackerTop(p)
     top._MustUse__silence = True
     return any(name.startswith("m_status") for name in top.signature.members)
 
@@ -134,7 +143,7 @@ _NO_DETECTION = ("defect (issue #10 item 1, not landed in the RTL): the unpacker
 #: Defects of the RTL found by this campaign and not fixed yet: (test of a failing pair, reason).
 #: A run whose every failure matches one of them is an xfail naming it; any other failure fails.
 KNOWN_DEFECTS = [
-    (lambda bad, what: bad.kind == "refused" and bad.cfg["exp_bits"] > P.max_exp_bits
+    (lambda bad, what, p: bad.kind == "refused" and bad.cfg["exp_bits"] > p.max_exp_bits
      and what == ["damaged_values"],
      "defect (unpacker, e2d3db9): a tensor refused because cfg_exp_bits exceeds max_exp_bits gets "
      "ceil(length/N) beats as specified but their values are not zero (e.g. 0x7f80 = +Inf lanes); "
@@ -142,41 +151,45 @@ KNOWN_DEFECTS = [
 ]
 
 
-def _known_defect(r: dict, pairs) -> str | None:
+def _known_defect(r: dict, pairs, p) -> str | None:
     fp = r.get("failed_pairs", {})
     if not fp:
         return None
     for test, reason in KNOWN_DEFECTS:
-        if all(test(pairs[int(k)][0], sorted(v)) for k, v in fp.items()):
+        if all(test(pairs[int(k)][0], sorted(v), p) for k, v in fp.items()):
             return reason
     return None
 
 
 @pytest.mark.parametrize("simulator", SIMULATORS)
-def test_fuzz_unpacker_rtl(simulator, request):
-    if not _has_detection():
-        request.applymarker(pytest.mark.xfail(reason=_NO_DETECTION, strict=True))
+@pytest.mark.parametrize("gecko", [False, True], ids=["plain", "gecko"])
+def test_fuzz_unpacker_rtl(simulator, gecko, request):
     from sfp.hw.top import UnpackerTop
 
-    pairs = _pairs(PAIRS, 2 if simulator == "verilator" else 1)   # different cases per simulator
-    key = "fuzz_unpacker_bf16_n4_w64_b64"
+    p = PG if gecko else P
+    if not _has_detection(p):
+        request.applymarker(pytest.mark.xfail(reason=_NO_DETECTION, strict=True))
+    n = PAIRS_GECKO if gecko else PAIRS
+    pairs = _pairs(n, 2 if simulator == "verilator" else 1, gecko)   # different cases per simulator
+    key = f"fuzz_unpacker_bf16_n4_w64_b64{'_gecko_g16' if gecko else ''}"
     result = build_root() / key / simulator / "fuzz_result.json"
     result.parent.mkdir(parents=True, exist_ok=True)
     result.unlink(missing_ok=True)
+    kinds = GECKO_KINDS if gecko else KINDS
     try:
-        run_sim(UnpackerTop(P), top="sfp_unpacker", key=key, test_module="sfp.sim_tests.cocotb_fuzz_tb",
-                simulator=simulator, params={"lanes": P.lanes, "src_width": P.src.width, "kinds": list(KINDS),
+        run_sim(UnpackerTop(p), top="sfp_unpacker", key=key, test_module="sfp.sim_tests.cocotb_fuzz_tb",
+                simulator=simulator, params={"lanes": p.lanes, "src_width": p.src.width, "kinds": list(kinds),
                                              "result_file": str(result), "seed": 7},
-                data=_campaign_data(pairs))
+                data=_campaign_data(pairs, p))
     except AssertionError:
         if result.is_file():
             r = json.loads(result.read_text())
-            lines = [f"{k}: {v} of {PAIRS} pairs (e.g. {r['examples'][k]})" for k, v in sorted(r["fails"].items())]
+            lines = [f"{k}: {v} of {n} pairs (e.g. {r['examples'][k]})" for k, v in sorted(r["fails"].items())]
             # what the failing damaged tensors were (the generator's description), grouped
             details = Counter(pairs[int(k)][0].detail.split(" for ")[0] if pairs[int(k)][0].kind.startswith("length")
                               else pairs[int(k)][0].detail for k in r.get("failed_pairs", {}))
             lines += [f"  damaged tensor '{d}': {c} failing pairs" for d, c in details.most_common(12)]
-            known = _known_defect(r, pairs)
+            known = _known_defect(r, pairs, p)
             if known:
                 pytest.xfail(known + "; " + "; ".join(lines))
             pytest.fail(f"{simulator}: {r['failed']} failures over {r['pairs']} pairs "

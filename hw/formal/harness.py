@@ -70,9 +70,18 @@ def _regfifo_invariants(frag: Fragment, path: str, depth: int, label: str):
     ]
 
 
+def _accum_invariants(frag: Fragment, path: str):
+    """The packer's word and length queues (in :class:`sfp.hw.wordpack.BitAccumulator`) are never
+    written while full, and its one-word pending register is never asked to hold two words: the
+    accumulator names the disjunction of these three ``overflow`` (the credit gate upstream must
+    keep it 0)."""
+    return [Assert(~tap(frag, path, "overflow"), "word/length queue or pending word overflow")]
+
+
 def wordpack_fifos(p: HwParams):
-    """WordPacker with any input beats and any sinks: its word and length FIFOs never overflow or
-    underflow; its two output streams obey AXI4-Stream given an AXI4-Stream input."""
+    """WordPacker (RecordConcat -> BitAccumulator behind the CreditGate) with any input beats and
+    any sinks: its queues never overflow (Amaranth's FIFOs assert they never underflow or lose
+    their pointers themselves); its two output streams obey AXI4-Stream given an AXI4-Stream input."""
     from ..wordpack import WordPacker
 
     m = Module()
@@ -84,9 +93,7 @@ def wordpack_fifos(p: HwParams):
     stream_rules(m, dut.words.valid, dut.words.ready, dut.words.payload, role="assert", name="words")
     stream_rules(m, dut.lens.valid, dut.lens.ready, dut.lens.payload, role="assert", name="lens")
     frag = Fragment.get(m, "formal")
-    d = frag.find_subfragment("dut")
-    frag.add_statements("comb", *_regfifo_invariants(d, "wfifo", WordPacker.WORD_FIFO_DEPTH, "word FIFO"))
-    frag.add_statements("comb", *_regfifo_invariants(d, "lfifo", WordPacker.LEN_FIFO_DEPTH, "length FIFO"))
+    frag.add_statements("comb", *_accum_invariants(frag.find_subfragment("dut"), "accum"))
     return frag, {"unit": "WordPacker", "params": p}
 
 
@@ -164,11 +171,7 @@ def packer_axis(p: HwParams):
     _status_stream(m, dut, "assert")
     frag = Fragment.get(m, "formal")
     if not p.gecko:
-        # the queue invariants are true of the design and make the stream rules inductive
-        from ..wordpack import WordPacker
-        w = frag.find_subfragment("dut").find_subfragment("words")
-        frag.add_statements("comb", *_regfifo_invariants(w, "wfifo", WordPacker.WORD_FIFO_DEPTH, "word FIFO"))
-        frag.add_statements("comb", *_regfifo_invariants(w, "lfifo", WordPacker.LEN_FIFO_DEPTH, "length FIFO"))
+        frag.add_statements("comb", *_accum_invariants(frag.find_subfragment("dut"), "accum"))
     return frag, {"unit": "Packer", "params": p}
 
 
@@ -238,8 +241,9 @@ def unpacker_cover(p: HwParams):
         m.d.comb += [
             Cover(fire & st.payload.unsupported, "refusal reported on m_status"),
             Cover(fire & st.payload.length_error, "length error reported"),
-            Cover(fire & st.payload.corrupt, "corrupt stream reported"),
         ]
+        if p.gecko:                           # only a Gecko-coded block can be corrupt
+            m.d.comb += Cover(fire & st.payload.corrupt, "corrupt stream reported")
     return Fragment.get(m, "formal"), {"unit": "Unpacker", "params": p}
 
 
