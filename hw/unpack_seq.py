@@ -157,7 +157,9 @@ class BeatSequencer(wiring.Component):
                 p2.nobeat.eq(c.length == 0),
                 p2.length.eq(c.length),
                 p2.beats_m2.eq((p1.lm1 >> lgN) - 1),
-                p2.tail_bits.eq(tail * p1.v),
+                # tail * v as shifts and adds (tail - 1 = the low bits of length - 1): a DSP
+                # multiplier here was the critical path (103.9 MHz)
+                p2.tail_bits.eq(sum((Mux(p1.lm1[i], p1.v << i, 0) for i in range(lgN)), p1.v)),
                 p2.full_bits.eq(p1.v << lgN),
                 p2.keep_tail.eq(Cat(*(tail > j for j in range(N)))),
                 p2.k.eq(tensor_consts(m, p, c)),

@@ -129,9 +129,13 @@ class Unpacker(wiring.Component):
         # credits: beats issued and not yet read from the output FIFO
         inflight = Signal(range(OUT_DEPTH + 1))
         issued = Signal()                     # a beat left the issuing stage (registered there)
-        m.d.sync += inflight.eq(inflight + issued - (self.m_axis.valid & self.m_axis.ready))
+        nxt_inflight = Signal(range(OUT_DEPTH + 2))
+        m.d.comb += nxt_inflight.eq(inflight + issued - (self.m_axis.valid & self.m_axis.ready))
+        m.d.sync += inflight.eq(nxt_inflight)
+        # registered, so that the issue decision starts at a flip-flop; the margin of 3 covers
+        # the beat issued in the clock before it is counted and the clock of the compare
         room = Signal()
-        m.d.comb += room.eq(inflight < OUT_DEPTH - 2)   # 2: the beat issued in the clock before it is counted
+        m.d.sync += room.eq(nxt_inflight < OUT_DEPTH - 3)
 
         if p.gecko:
             fields, status = self._gecko_front(m, room, issued)
