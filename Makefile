@@ -101,3 +101,12 @@ formal: venv
 .PHONY: bench-hw
 bench-hw: venv
 	$(VPY) scripts/bench_hw.py --gecko
+
+# Post-route Fmax of the default plain and Gecko builds (packer, unpacker) on
+# the LFE5U-85F-6, seeds 1-3, with issue #9's targets beside the figures
+# (synth/fmax.py; a benchmark: roughly an hour on one core).  FMAX_ARGS e.g.
+# "--builds plain --units packer --seeds 1".
+FMAX_ARGS ?=
+.PHONY: fmax
+fmax: venv
+	$(VPY) -m sfp.synth.fmax --json build/fmax/fmax.json $(FMAX_ARGS)

@@ -321,7 +321,9 @@ async def status_flags(dut):
         m = T.meta[i]
         exp = {"negative": m["neg"], "special": m["special"], "unsupported": int(not m["supported"])}
         assert status_of(dut) == exp, f"tensor {i}: status {status_of(dut)}, expected {exp}"
-    compare(words.beats, T.expected_words(idx), "m_axis")
+    exp_w = T.expected_words(idx)
+    await words.wait_for(len(exp_w))        # the pipeline is longer than the 12 clocks above
+    compare(words.beats, exp_w, "m_axis")
 
 
 @cocotb.test()
