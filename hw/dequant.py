@@ -68,7 +68,9 @@ class DequantLanes(wiring.Component):
                 exp9.eq(f.code + k.base),
                 mant.eq((f.man << k.d)[:mw]),
                 czero.eq(f.code == 0),
-                top.eq(k.specials & (f.code == k.top)),
+                # C = 0 is +-0 before anything else (format.md 3.7); this also keeps the zero
+                # beats of a refused tensor zero when its junk exp_bits makes `top` 0
+                top.eq(k.specials & (f.code == k.top) & (f.code != 0)),
                 inf.eq(k.m_ge1 & ~f.man.any()),
                 sign.eq(k.sign & f.sign),
             ]

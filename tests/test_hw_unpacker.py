@@ -31,7 +31,8 @@ PLAIN = [
     HwParams(source="bf16", lanes=1, word=64, block=4),
     HwParams(source="bf16", lanes=16, word=256, block=32),
 ]
-REFUSED_CFG = {"exp_bits": 1}
+#: cfg changes that make a tensor refused (exp_bits 15 > every build's max once made +Inf lanes)
+REFUSED_CFGS = [{"exp_bits": 1}, {"exp_bits": 15}, {"man_bits": 31}, {"rounding": 3}, {"exp_base": 254}]
 
 
 def _pid(p):
@@ -79,7 +80,7 @@ def make_stream(p: HwParams, rng, kind: str):
         length = max(1, length - int(rng.integers(1, n + 1)))
     cfg = cfg_fields(s, length)
     if kind == "refused":
-        cfg.update(REFUSED_CFG)
+        cfg.update(REFUSED_CFGS[int(rng.integers(0, len(REFUSED_CFGS)))])
         r = unpack_stream(words, None, length, p.lanes, supported=False)
     elif kind == "zero":
         cfg["length"] = 0
@@ -89,7 +90,7 @@ def make_stream(p: HwParams, rng, kind: str):
     return words, cfg, r
 
 
-KINDS = ["real", "adv", "short", "long", "random", "len+", "len-", "refused", "zero"]
+KINDS = ["real", "adv", "short", "long", "random", "len+", "len-", "refused", "zero", "refused"]
 
 
 def run_streams(p, tensors, stall, seed=1):
@@ -198,7 +199,7 @@ def make_gecko_stream(p: HwParams, rng, kind: str):
     elif kind == "random":
         words = [int.from_bytes(rng.bytes(W // 8), "little") for _ in range(len(words))]
     elif kind == "refused":
-        cfg["exp_bits"] = 1
+        cfg.update(REFUSED_CFGS[int(rng.integers(0, len(REFUSED_CFGS)))])
         sup = False
     elif kind == "zero":
         cfg["length"] = length = 0
