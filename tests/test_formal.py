@@ -24,9 +24,10 @@ def test_proof(proof):
         f"{r.summary}\n(log: {r.workdir / 'run.log'})")
 
 
-def test_broken_variant_fails_on_the_overflow_assertion():
-    """The broken FIFO fails for the right reason: the overflow assertion, not something else."""
-    proof = next(p for p in PROOFS if p.expect == "FAIL")
+@pytest.mark.parametrize("name,word", [("regfifo_broken_fails", "overflow"), ("cutter_ring_loose_fails", "underflow")])
+def test_broken_variant_fails_on_the_right_assertion(name, word):
+    """A broken variant fails for the right reason: the overflow/underflow assertion, not another."""
+    proof = next(p for p in PROOFS if p.name == name)
     r = run_proof(proof, timeout=600)
     assert r.status == "FAIL"
     log = (r.workdir / "run.log").read_text()
@@ -36,4 +37,4 @@ def test_broken_variant_fails_on_the_overflow_assertion():
     m = re.search(r"failed assertion \S+ at (\S+):(\d+)", log)
     assert m, log[-2000:]
     line = Path(m.group(1)).read_text().splitlines()[int(m.group(2)) - 1]
-    assert "overflow" in line, line
+    assert word in line, line
