@@ -171,6 +171,7 @@ class BeatSequencer(wiring.Component):
         active = Signal()
         t = Signal(data.StructLayout({
             "ok": 1, "nobeat": 1, "length": 32, "tail_bits": range(beat_bits + 1), "full_bits": range(beat_bits + 1),
+            "lim_tail": range(-beat_bits, W + 1), "lim_full": range(-beat_bits, W + 1),   # W - bits
             "keep_tail": N, "k": tensor_consts_layout(p),
         }))
         cnt = Signal(33)                      # beats left - 2; negative: this is the last beat
@@ -187,10 +188,14 @@ class BeatSequencer(wiring.Component):
         m.d.comb += nbits.eq(Mux(final, t.tail_bits, t.full_bits))
         end = Signal(range(W + beat_bits + 1))
         m.d.comb += end.eq(off + nbits)
+        # end > W and end >= W as compares of off with per-tensor constants W - bits (no adder
+        # in front of the compare)
+        lim = Signal(range(-beat_bits, W + 1))
+        m.d.comb += lim.eq(Mux(final, t.lim_tail, t.lim_full))
         need2 = Signal()
-        m.d.comb += need2.eq(end > W)
+        m.d.comb += need2.eq(off > lim)
         pops = Signal(range(3))
-        m.d.comb += pops.eq(Mux(bend, 1 + need2, end >= W))
+        m.d.comb += pops.eq(Mux(bend, 1 + need2, off >= lim))
         refused = ~t.ok
         m.d.comb += [
             o.valid.eq(active),
@@ -216,6 +221,7 @@ class BeatSequencer(wiring.Component):
                 active.eq(1),
                 t.ok.eq(p2.ok), t.nobeat.eq(p2.nobeat), t.length.eq(p2.length),
                 t.tail_bits.eq(p2.tail_bits), t.full_bits.eq(p2.full_bits), t.keep_tail.eq(p2.keep_tail),
+                t.lim_tail.eq(W - p2.tail_bits), t.lim_full.eq(W - p2.full_bits),
                 t.k.eq(p2.k),
                 cnt.eq(p2.beats_m2), off.eq(0),
             ]

@@ -224,17 +224,25 @@ class RecordCutter(wiring.Component):
                     m.d.comb += pops.eq(1)
                     with m.If(w0_last):
                         m.d.comb += done.eq(1)
-        m.d.sync += [nwords.eq(nwords + pops), ended.eq(ended_new)]
+        m.d.sync += ended.eq(ended_new)
         with m.If(done):
-            m.d.sync += [state.eq(self.State.RUN), err.eq(ErrorKind.NONE), ended.eq(0), nwords.eq(0)]
+            m.d.sync += [state.eq(self.State.RUN), err.eq(ErrorKind.NONE), ended.eq(0)]
+        # The word count and the status entry run one clock behind (no 32-bit adder after
+        # the issue decision): pops_q is this clock's pops, nwords the sum before it.
+        pops_q = Signal(range(3))
+        st_q = Signal()
+        m.d.sync += [pops_q.eq(pops), st_q.eq(done), nwords.eq(Mux(st_q, 0, nwords + pops_q))]
         st_pl = st.payload
+        with m.If(done):
+            m.d.sync += [
+                st_pl.unsupported.eq(st_kind == ErrorKind.UNSUPPORTED),
+                st_pl.corrupt.eq(st_kind == ErrorKind.CORRUPT),
+                st_pl.length_error.eq(st_kind == ErrorKind.LENGTH),
+                st_pl.values.eq(st_len),
+            ]
         m.d.comb += [
-            st.valid.eq(done),                # (the Unpacker never holds up m_status: ready is 1)
-            st_pl.unsupported.eq(st_kind == ErrorKind.UNSUPPORTED),
-            st_pl.corrupt.eq(st_kind == ErrorKind.CORRUPT),
-            st_pl.length_error.eq(st_kind == ErrorKind.LENGTH),
-            st_pl.values.eq(st_len),
-            st_pl.words.eq(nwords + pops),
+            st.valid.eq(st_q),                # (the Unpacker never holds up m_status: ready is 1)
+            st_pl.words.eq(nwords + pops_q),
         ]
 
         # -- the beat to the datapath (registered) --------------------------------
