@@ -190,9 +190,19 @@ class GeckoDecoder(wiring.Component):
     the steady state for N = 1..8 (one bubble at a stream's start, while
     the ring fills: 0.996 over 256 beats at N = 2).
 
-    Not checked: corrupt streams (unary runs over the cap, symbols above b,
-    block lengths that disagree with the parse) give unspecified fields but
-    never hang the decoder.
+    Damaged streams (docs/format.md 8, model ``sfp.model.stream``): the
+    window reads every word past the tensor's ``last`` word as zero; each
+    slice is checked for a ``b = 0`` header with ``z``/``k`` set, a unary
+    run over the cap, a negative code, an end past its block's ``L_b``
+    words or a block ending short (``corrupt``), a word needed past
+    ``last`` or an entry above the plain length (``length_error``).  An
+    error is acted on only once the words it was computed from are final
+    (the ``last`` word is in the ring, or ``KW`` words are).  Then
+    :class:`Mode` ``ZERO``: the rest of the tensor's slices are zero (one
+    per clock, block-index entries still read) while its words are popped
+    up to ``last``; ``DRAIN``: words popped after the last slice.  A refused
+    tensor (``cfg_supported`` false or ``length = 0``) goes the same way.
+    ``status`` gets one entry per tensor (ready is not waited for).
     """
 
     class Mode(enum.Enum, shape=2):
