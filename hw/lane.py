@@ -18,7 +18,7 @@ from amaranth.lib.wiring import In, Out
 
 from .params import HwParams, ROUNDING_CODES, config_layout, fields_layout
 
-__all__ = ["Quantizer", "Dequantizer", "LaneConfig", "cfg_supported", "lane_cfg_layout", "DECODE_LATENCY"]
+__all__ = ["Quantizer", "Dequantizer", "LaneConfig", "cfg_supported", "lane_cfg_layout", "DECODE_LATENCY", "quantizer_latency"]
 
 _RNE = ROUNDING_CODES["rne"]
 _RZ = ROUNDING_CODES["rz"]
@@ -83,8 +83,9 @@ def _decode_cfg(p: HwParams, cfg, reg=None) -> dict:
     src = p.src
     mw, mmax, emax = src.man_width, p.max_man_bits, p.max_exp_bits
     wq = max(mmax, 1)
-    mmask = (Const((1 << mmax) - 1, wq) >> (mmax - cfg.man_bits)[:wq.bit_length()])[:wq]
-    top = (Const((1 << emax) - 1, emax) >> (emax - cfg.exp_bits)[:4])[:emax]
+    # bit-wise decoders of m and e (2^m - 1, 2^e - 1): comparisons with constants, no shifter
+    mmask = Cat(*(cfg.man_bits > i for i in range(mmax))) if mmax else C(0, 1)
+    top = Cat(*(cfg.exp_bits > i for i in range(emax)))
     lim = (src.max_finite_exp - cfg.exp_base)[:8]
     d = (mw - cfg.man_bits)[:mw.bit_length()]
     is_rne = cfg.rounding == _RNE
@@ -99,7 +100,7 @@ def _decode_cfg(p: HwParams, cfg, reg=None) -> dict:
         "base": cfg.exp_base,
         "base_p1": (cfg.exp_base + 1)[:9],
         "base_m1": (cfg.exp_base - 1)[:8],
-        "rne_k": (Const((1 << mw) - 1, mw) >> (cfg.man_bits + 1))[:mw],
+        "rne_k": Cat(*(cfg.man_bits < mw - 1 - i for i in range(mw))),   # 2^(d-1) - 1, d = M_w - m
         "rne_cin_en": is_rne & (d != 0),
         "is_rne": is_rne,
         "is_st": (cfg.rounding == _STOCHASTIC) if p.stochastic else C(0, 1),
@@ -221,7 +222,7 @@ class Quantizer(wiring.Component):
         with its sign, NaN is stored as +0.
 
     Latency: combinational (no clock domain); with ``pipelined=True``
-    (needs ``predecoded``) :data:`QUANTIZER_LATENCY` clocks, no enable: the
+    (needs ``predecoded``) :func:`quantizer_latency` clocks, no enable: the
     outputs describe the inputs of that many cycles earlier, and ``lcfg``
     must describe the same value as ``value`` (it is delayed inside).
 
@@ -235,16 +236,18 @@ class Quantizer(wiring.Component):
     and per-tensor constants, and the carry-out only selects (carry-select).
     After the adder, the kept mantissa ``Q`` is the sum shifted right by ``d``
     (a log-depth shifter), then one output multiplexer, whose selects are
-    decided with the window.  Pipelined, the registers sit after the addend
-    and tie bit (1), after the adder and the window decisions (2), after the
-    shifter (3) and after the output multiplexer (4).
+    decided with the window.  Pipelined, the registers sit after the random
+    bits' alignment (0, stochastic builds only), after the addend
+    and tie bit (1), after the adder and the window comparisons for both
+    carries (2), after the shifter and the carry's selection of the output
+    multiplexer's selects (3) and after the output multiplexer (4).
     """
 
     def __init__(self, p: HwParams, predecoded: bool = False, pipelined: bool = False):
         if pipelined and not predecoded:
             raise ValueError("a pipelined Quantizer takes predecoded constants (predecoded=True)")
         self.p, self.predecoded, self.pipelined = p, predecoded, pipelined
-        self.latency = QUANTIZER_LATENCY if pipelined else 0
+        self.latency = quantizer_latency(p) if pipelined else 0
         super().__init__({
             "value": In(p.src.width),
             **_cfg_port(p, predecoded),
@@ -264,16 +267,21 @@ class Quantizer(wiring.Component):
         k = self.lcfg if self.predecoded else _Decoded(p, self.cfg)
         dmin = mw - mmax                                # fewest dropped bits supported
 
-        # -- stage 1: rounding addend and tie bit ------------------------------
+        # -- stage 0: the random bits aligned --------------------------------------
         value = self.value
+        # the top d bits of rnd = rnd[32-M_w:] >> m
+        rnd_d = (self.rnd[32 - mw:] >> k.mb)[:mw] if p.stochastic else C(0, mw)
+        if self.pipelined and p.stochastic:
+            value, rnd_d, k = reg(value), reg(rnd_d), reg(k)
+
+        # -- stage 1: rounding addend and tie bit ------------------------------
         man = value[:mw]
         e_src = value[mw:w - 1]
         # X = E << M_w | M; the tie bit X[d] is E[0] when d = M_w (m = 0).
         cin = k.rne_cin_en & Cat(man, e_src[0]).bit_select(k.d, 1)
         addend = Mux(k.is_rne, k.rne_k, 0)
         if p.stochastic:
-            # the top d bits of rnd = rnd[32-M_w:] >> m
-            addend = addend | Mux(k.is_st, (self.rnd[32 - mw:] >> k.mb)[:mw], 0)
+            addend = addend | Mux(k.is_st, rnd_d, 0)
         value, cin, addend, k = reg(value), reg(cin), reg(addend[:mw]), reg(k)
 
         # -- stage 2: 3.1 classification, 3.2 the adder, 3.4 the window --------
@@ -291,27 +299,34 @@ class Quantizer(wiring.Component):
         total = Cat(C(1, 1), man) + Cat(cin, addend)
         sum_m = total[1:mw + 1]
         co = total[mw + 1]                              # mantissa carry: E' = E + co
-        # both carry cases in parallel with the adder, co selects
-        below = Mux(co, e_src < base, e_src < k.base_p1)  # E' - exp_base < 1
-        above = Mux(co, e_src >= k.hi, e_src > k.hi)         # E' - exp_base > cfin
-        code_w = Mux(co, (e_src - k.base_m1)[:emax], (e_src - base)[:emax])   # E' - exp_base
+        # both carry cases in parallel with the adder; co selects in stage 3
+        below0, below1 = e_src < k.base_p1, e_src < base          # E' - exp_base < 1, co = 0 / 1
+        above0, above1 = e_src > k.hi, e_src >= k.hi              # E' - exp_base > cfin
+        code0, code1 = (e_src - base)[:emax], (e_src - k.base_m1)[:emax]   # E' - exp_base
         # 3.6 sign elision
         negative = sign & ~(e_zero & ~m_nz) & ~nan
         kill = ~k.sign & negative
-        # the output multiplexer's selects (3.4, 3.5, 3.6); all clear is +0
-        win = normal & ~below
-        s_q = ~kill & win & ~above                      # (code_w, Q)
-        s_sat = ~kill & ((inf & ~k.specials) | (win & above))   # (cfin, 2^m - 1)
+        cls = [reg(x) for x in (nan, inf, normal, kill, sign, e_ones)]
+        win = [reg(x) for x in (below0, below1, above0, above1)]
+        code0, code1, co, sum_m, k = reg(code0), reg(code1), reg(co), reg(sum_m), reg(k)
+
+        # -- stage 3: Q = R & (2^m - 1), and the output multiplexer's selects ---------
+        nan, inf, normal, kill, sign, e_ones = cls
+        below0, below1, above0, above1 = win
+        below = Mux(co, below1, below0)
+        above = Mux(co, above1, above0)
+        code_w = Mux(co, code1, code0)
+        q = (sum_m[dmin:] >> k.qsh)[:mmax] if mmax else C(0, 1)
+        # (3.4, 3.5, 3.6); all clear is +0
+        inwin = normal & ~below
+        s_q = ~kill & inwin & ~above                    # (code_w, Q)
+        s_sat = ~kill & ((inf & ~k.specials) | (inwin & above))   # (cfin, 2^m - 1)
         s_top = ~kill & (nan | inf) & k.specials        # code top (Inf, NaN)
         s_nanq = ~kill & nan & k.specials               # man 2^(m-1) (NaN)
         sign_o = ~kill & ~nan & k.sign & sign & ~(inf & k.specials & ~k.m_ge1)
         special = ~k.specials & e_ones
         sel = [reg(x) for x in (s_q, s_sat, s_top, s_nanq, sign_o, kill, special)]
-        code_w, sum_m, k = reg(code_w), reg(sum_m), reg(k)
-
-        # -- stage 3: the kept mantissa Q = R & (2^m - 1) -------------------------
-        q = (sum_m[dmin:] >> k.qsh)[:mmax] if mmax else C(0, 1)
-        q, sel, code_w, k = reg(q), [reg(x) for x in sel], reg(code_w), reg(k)
+        q, code_w, k = reg(q), reg(code_w), reg(k)
 
         # -- stage 4: output multiplexer (AND-OR of one-hot selects) ---------------
         s_q, s_sat, s_top, s_nanq, sign_o, kill, special = sel
@@ -334,8 +349,9 @@ class Quantizer(wiring.Component):
         return m
 
 
-#: Register stages of a pipelined :class:`Quantizer`.
-QUANTIZER_LATENCY = 4
+def quantizer_latency(p: HwParams) -> int:
+    """Register stages of a pipelined :class:`Quantizer`: 5 with stochastic rounding (its shifter), else 4."""
+    return 5 if p.stochastic else 4
 
 
 class Dequantizer(wiring.Component):

@@ -97,15 +97,16 @@ class PackerFrontEnd(wiring.Component):
     2-5. the cfg decoder (:class:`sfp.hw.lane.LaneConfig`, pipelined: 4
        stages), the refusal test and hold (2, 3), the record constants (2),
        the random source (:class:`sfp.hw.prng.StochasticPipe`, 2, 3).
-    6-9. N :class:`sfp.hw.lane.Quantizer` lanes, pipelined (4 stages).
+    6-10. N :class:`sfp.hw.lane.Quantizer` lanes, pipelined (5 stages; 4
+       without stochastic rounding).
 
-    Latency: 9 clocks.  Throughput: one beat per clock.
+    Latency: 10 clocks (9 without stochastic rounding).  Throughput: one beat per clock.
     """
 
     def __init__(self, p: HwParams):
-        from .lane import DECODE_LATENCY, QUANTIZER_LATENCY
+        from .lane import DECODE_LATENCY, quantizer_latency
         self.p = p
-        self.latency = 1 + DECODE_LATENCY + QUANTIZER_LATENCY
+        self.latency = 1 + DECODE_LATENCY + quantizer_latency(p)
         super().__init__({
             "s_axis": In(stream.Signature(value_beat_layout(p))),
             "cfg": In(config_layout()),
@@ -115,7 +116,7 @@ class PackerFrontEnd(wiring.Component):
         })
 
     def elaborate(self, platform):
-        from .lane import DECODE_LATENCY, QUANTIZER_LATENCY, LaneConfig, Quantizer, cfg_supported
+        from .lane import DECODE_LATENCY, LaneConfig, Quantizer, cfg_supported, quantizer_latency
         from .prng import StochasticPipe
 
         m = Module()
@@ -183,7 +184,7 @@ class PackerFrontEnd(wiring.Component):
             m.d.comb += fb.fields[j].eq(q.fields)
             neg.append(q.negative)
             spc.append(q.special)
-        lat = DECODE_LATENCY + QUANTIZER_LATENCY            # from stage 1 to the output
+        lat = DECODE_LATENCY + quantizer_latency(p)         # from stage 1 to the output
         m.d.comb += [
             fb.negative.eq(Cat(*neg)),
             fb.special.eq(Cat(*spc)),
@@ -384,9 +385,9 @@ class Packer(wiring.Component):
         replaced by the next tensor's first beat there; ``lost``: sticky
         until reset, an ``m_status`` entry was dropped.
 
-    Latency: see ``latency`` (plain: clocks from a beat's acceptance to its
-    word's write into the output queue, plus 2 through the queue; 25 for
-    bf16 N = 8 W = 128).  Gecko: the front end's 9 clocks, the queue, then
+    Latency: the word a beat completes is valid on ``m_axis`` ``latency + 1``
+    clocks after the clock edge that accepted the beat (plain; 24 for bf16
+    N = 8 W = 128 with stochastic rounding, measured in amaranth.sim).  Gecko: the front end's 9 clocks, the queue, then
     :class:`GeckoEncoder`'s block latency.
 
     Throughput: one beat (N values) per clock, with no bubble at block or
@@ -411,7 +412,8 @@ class Packer(wiring.Component):
             "m_status": Out(stream.Signature(status_layout())),
             "status": Out(packer_status_layout()),
         })
-        fe_lat = 9
+        from .lane import DECODE_LATENCY, quantizer_latency
+        fe_lat = 1 + DECODE_LATENCY + quantizer_latency(p)
         if p.gecko:
             self.latency = fe_lat + 2
         else:

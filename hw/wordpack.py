@@ -154,11 +154,11 @@ def queue_depth(latency: int) -> int:
     """Depth of an output queue behind a credit-gated pipeline of ``latency`` beats in flight.
 
     :class:`CreditGate` admits a beat while (beats in flight + entries queued)
-    stays 4 below the depth, so with an always-ready sink the queue never
-    limits the rate when it is at least ``latency + 8`` deep.
+    stays :attr:`CreditGate.MARGIN` below the depth, so with an always-ready
+    sink the queue never limits the rate when it is at least ``latency + 10`` deep.
     """
     d = 16
-    while d < latency + 8:
+    while d < latency + 10:
         d *= 2
     return d
 
@@ -315,9 +315,10 @@ class BitAccumulator(wiring.Component):
     -----------------------------------------------------------------
     1. *fill*: the only loop, ``fill' = flush ? 0 : (fill + nbits) mod W``
        (W a power of two), gives the beat's start position ``fill``, whether
-       it completes a word (``full``), how many words it writes (0, 1, 2) and,
-       at a block end, the block length, written into the length queue here;
-       the mask of the bits below ``fill`` is decoded and registered.
+       it completes a word (``full``) and how many words it writes (0, 1, 2);
+       the mask of the bits below ``fill`` is decoded and registered.  At a
+       block end the block length is written into the length queue one
+       clock later.
     2. *rotate*: the beat's bits rotated left by ``fill`` in W bits,
        :attr:`BITS_PER_STAGE` bits of ``fill`` per register stage.
     3. *accumulate*: ``acc | rotated`` above the mask is the current word,
@@ -379,22 +380,33 @@ class BitAccumulator(wiring.Component):
         with m.Else():
             m.d.comb += n_out.eq(full)
         with m.If(iv):
-            m.d.sync += [fill.eq(Mux(ib.flush, 0, rest)),
-                         blk_words.eq(Mux(ib.flush, 0, blk_words + n_out))]
+            m.d.sync += fill.eq(Mux(ib.flush, 0, rest))
+        f_valid, f_bits, f_fill = reg(iv), reg(ib.bits), reg(fill)
+        f_full, f_nout, f_flush, f_last = reg(full), reg(n_out), reg(ib.flush), reg(ib.last)
+        # the block's word count and length, one clock later (off the fill loop)
+        with m.If(f_valid):
+            m.d.sync += blk_words.eq(Mux(f_flush, 0, blk_words + f_nout))
         len_in = data.View(len_layout(), lq.w_data)
         m.d.comb += [
-            lq.w_en.eq(iv & ib.flush),
-            len_in.data.eq(blk_words + n_out),
-            len_in.last.eq(ib.last),
+            lq.w_en.eq(f_valid & f_flush),
+            len_in.data.eq(blk_words + f_nout),
+            len_in.last.eq(f_last),
         ]
-        below = Signal(wbits)                       # bit k set: k < fill
-        m.d.comb += below.eq(Cat(*(fill > k for k in range(wbits - 1))))   # bit W-1: fill < W
-        f_valid, f_bits, f_fill, f_below = reg(iv), reg(ib.bits), reg(fill), reg(below)
-        f_full, f_nout, f_flush, f_last = reg(full), reg(n_out), reg(ib.flush), reg(ib.last)
 
         # -- 2. rotate ----------------------------------------------------------
         rot, st = shift_left_staged(m, f_bits, f_fill, 0, wbits, self.BITS_PER_STAGE, reg, rotate=True)
-        r_valid, r_below = delay(m, f_valid, st, "acc_rv"), delay(m, f_below, st, "acc_rb")
+        # beside it, the mask of the bits below fill (bit k: k < fill) in two
+        # register stages: fill = 2^lo_w * a + b decodes into a > i, a == i, b > j,
+        # then bit 2^lo_w * i + j = (a > i) | (a == i) & (b > j): one LUT
+        lo_w = lw // 2
+        a_f, b_f = f_fill[lo_w:], f_fill[:lo_w]
+        na, nb = 1 << (lw - lo_w), 1 << lo_w
+        a_gt = reg(Cat(*(a_f > i for i in range(na))))
+        a_eq = reg(Cat(*(a_f == i for i in range(na))))
+        b_gt = reg(Cat(*(b_f > j for j in range(nb))))
+        below = reg(Cat(*(a_gt[i] | (a_eq[i] & b_gt[j]) for i in range(na) for j in range(nb))))
+        assert st >= 2
+        r_valid, r_below = delay(m, f_valid, st, "acc_rv"), delay(m, below, st - 2, "acc_rb")
         r_full, r_nout = delay(m, f_full, st, "acc_rf"), delay(m, f_nout, st, "acc_rn")
         r_flush, r_last = delay(m, f_flush, st, "acc_rfl"), delay(m, f_last, st, "acc_rl")
 
@@ -446,7 +458,7 @@ class BitAccumulator(wiring.Component):
         ]
         m.d.sync += [
             self.words_queued.eq(self.words_queued + n_in - (self.words.valid & self.words.ready)),
-            self.lens_queued.eq(self.lens_queued + (iv & ib.flush) - (self.lens.valid & self.lens.ready)),
+            self.lens_queued.eq(self.lens_queued + lq.w_en - (self.lens.valid & self.lens.ready)),
         ]
         return m
 
@@ -456,16 +468,19 @@ class CreditGate(wiring.Component):
 
     Counts the beats in flight (``fire`` adds one, ``retire`` takes one) and
     raises ``ready`` (a register) while, for every queue, beats in flight +
-    entries queued <= depth - 4.  Why that is enough: each beat in flight
-    adds at most one entry per queue, except that k consecutive beats can
-    write k + 1 words (a block's last beat writes two words only if an
-    earlier beat of the block wrote none); the sum can grow by at most 2 per
-    clock (one beat admitted, one two-word beat retired), so the
-    registered ``ready`` of last cycle's sum still leaves room for the beat
-    it admits and its extra word.
+    entries queued <= depth - :attr:`MARGIN`.  Why that is enough: each beat
+    in flight adds at most one entry per queue, except that k consecutive
+    beats can write k + 1 words (a block's last beat writes two words only
+    if an earlier beat of the block wrote none); the sum can grow by at most
+    2 per clock (one beat admitted, one two-word beat retired), and the
+    comparison sees a sum registered two clocks before the beat it admits
+    (the sum and ``ready`` are both registers, to keep adders and compares
+    off one path): 4 for the lag, 1 for the beat, 1 for its extra word.
 
     Ports: ``fire``, ``retire``: In(1); ``queued``: In(array of ``queues`` counts); ``ready``: Out(1).
     """
+
+    MARGIN = 6
 
     def __init__(self, depth: int, queues: int = 1):
         self.depth = depth
@@ -481,9 +496,13 @@ class CreditGate(wiring.Component):
         m = Module()
         inflight = Signal(range(self.depth + 2))
         m.d.sync += inflight.eq(inflight + self.fire - self.retire)
-        ok = Cat(*((inflight + self.queued[k]) <= self.depth - 4 for k in range(self.queues))).all()
+        ok = []
+        for k in range(self.queues):
+            total = Signal(range(2 * self.depth + 4), name=f"total{k}")
+            m.d.sync += total.eq(inflight + self.queued[k])
+            ok.append(total <= self.depth - self.MARGIN)
         ready = Signal(init=1)                  # empty after reset
-        m.d.sync += ready.eq(ok)
+        m.d.sync += ready.eq(Cat(*ok).all())
         m.d.comb += self.ready.eq(ready)
         return m
 
