@@ -78,7 +78,7 @@ PROOFS = [
        what="RegFifo under the WordPacker's write rule: no overflow/underflow (k-induction)"),
     _P("regfifo_broken_fails", "regfifo_env", "prove", 4, fast=True, expect="FAIL", kwargs={"broken": True},
        what="the same with the full check loosened by one: must FAIL (the checker has teeth)"),
-    _P("wordpack_fifos_n2", "wordpack_fifos", "prove", 16, lanes=2, block=4,
+    _P("wordpack_fifos_n2", "wordpack_fifos", "bmc", 16, lanes=2, block=4,
        what="WordPacker: word/length queues and the pending word never overflow; words/lens obey AXI4-Stream"),
     _P("cutter_ring_n2", "cutter_ring", "prove", 6, fast=True, lanes=2, block=4,
        what="RecordCutter's word ring never overflows/underflows (any words and beat commands)"),
