@@ -409,7 +409,7 @@ def unpacker_live(p: HwParams, max_len: int = 8, stall: int = 12, refused: bool 
     ``fixed=(m, e)`` holds the container settings at m, e with the sign (records of 1 + e + m
     bits) and leaves only ``length`` (and the words) free: with symbolic widths the solver is
     much slower.  ``fixed=None`` leaves them free."""
-        from ..unpacker import Unpacker
+    from ..unpacker import Unpacker
 
     n = p.lanes
     m = Module()
