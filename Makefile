@@ -93,10 +93,12 @@ board: venv
 	$(VENV)/bin/sfp board ulx3s
 
 # Formal proofs (docs/verification.md): every proof, with its time; the fast
-# ones also run in `make test` (tests/test_formal.py).
+# ones also run in `make test` (tests/test_formal.py).  FORMAL_TIMEOUT is per
+# proof (seconds); the bounded checks of the pipelined units can run into it.
+FORMAL_TIMEOUT ?= 1800
 .PHONY: formal
 formal: venv
-	$(VPY) -m sfp.synth.formal
+	$(VPY) -m sfp.synth.formal --timeout $(FORMAL_TIMEOUT)
 
 .PHONY: bench-hw
 bench-hw: venv
