@@ -44,6 +44,8 @@ OUT_DEPTH = 32
 #: Input word FIFO depth: words (and so each tensor's cfg) are taken this far ahead of their
 #: use, which gives the sequencer time to prepare the next tensor's constants.
 WORD_DEPTH = 16
+#: Command FIFO depth (sequencer -> cutter): how far the sequencer runs ahead.
+CMD_DEPTH = 4
 #: ``m_status`` FIFO depth.
 STATUS_DEPTH = 8
 
@@ -207,11 +209,14 @@ class Unpacker(wiring.Component):
             cut.room.eq(room),
             issued.eq(cut.o.valid),
         ]
-        m.submodules.cfifo = cfifo = fifo.SyncFIFOBuffered(width=len(seq.cmd.payload.as_value()), depth=4)
+        m.submodules.cfifo = cfifo = fifo.SyncFIFOBuffered(width=len(seq.cmd.payload.as_value()), depth=CMD_DEPTH)
+        # the sequencer's ready is a flip-flop too (room for this clock's command and one more)
+        crdy = Signal()
+        m.d.sync += crdy.eq(cfifo.w_level < CMD_DEPTH - 1)
         m.d.comb += [
             cfifo.w_data.eq(seq.cmd.payload),
-            cfifo.w_en.eq(seq.cmd.valid),
-            seq.cmd.ready.eq(cfifo.w_rdy),
+            cfifo.w_en.eq(seq.cmd.valid & crdy),
+            seq.cmd.ready.eq(crdy),
             cut.cmd.valid.eq(cfifo.r_rdy),
             cut.cmd.payload.eq(cfifo.r_data),
             cfifo.r_en.eq(cut.cmd.ready),
