@@ -212,16 +212,16 @@ class PackerFrontEnd(wiring.Component):
 
 
 class RecordFormer(wiring.Component):
-    """Field beats -> record beats: ``S<<(e+m) | C<<m | Q`` per lane (format.md 4.2), one register stage.
+    """Field beats -> record beats: ``S<<(e+m) | C<<m | Q`` per lane (format.md 4.2), two register stages.
 
     A refused tensor's beats leave as empty beats (no values, no block end),
     so they write nothing but still retire through the credit gate.
 
     Ports: ``i`` (:func:`field_beat_layout`), ``o`` (:func:`sfp.hw.wordpack.record_beat_layout`),
-    both always ready.  Latency: 1.
+    both always ready.  Latency: 2 (each variable shift in two halves).
     """
 
-    latency = 1
+    latency = 2
 
     def __init__(self, p: HwParams):
         self.p = p
@@ -235,18 +235,27 @@ class RecordFormer(wiring.Component):
         p = self.p
         n, vmax = p.lanes, p.max_value_bits
         ib, ob = self.i.payload, self.o.payload
+        reg = Delays(m, "rec")
         camt = _shift_amount(m, ib.camt, p.max_man_bits, "rec_camt")
         samt = _shift_amount(m, ib.samt, vmax - 1, "rec_samt")
+        # each variable shift in two register stages: the low half of the
+        # amount's bits, then the high half
+        c_lo, s_lo = (len(camt) + 1) // 2, (len(samt) + 1) // 2
+        c_hi, s_hi = reg(camt[c_lo:]), reg(samt[s_lo:])
+        drop = reg(ib.drop)
         for j in range(n):
             f = ib.fields[j]
-            rec = f.man | (f.code << camt) | ((f.sign & ib.cfg.sign) << samt)
-            m.d.sync += ob.recs[j].eq(Mux(ib.drop, 0, rec[:vmax]))
+            code1 = reg((f.code << camt[:c_lo])[:vmax])
+            sign1 = reg(((f.sign & ib.cfg.sign) << samt[:s_lo])[:vmax])
+            man1 = reg(f.man)
+            rec = man1 | (code1 << (c_hi << c_lo)) | (sign1 << (s_hi << s_lo))
+            m.d.sync += ob.recs[j].eq(Mux(drop, 0, rec[:vmax]))
         m.d.sync += [
-            self.o.valid.eq(self.i.valid),
-            ob.v.eq(ib.v),
-            ob.count.eq(Mux(ib.drop, 0, ib.count)),
-            ob.flush.eq(ib.flush & ~ib.drop),
-            ob.last.eq(ib.last & ~ib.drop),
+            self.o.valid.eq(reg(self.i.valid)),
+            ob.v.eq(reg(ib.v)),
+            ob.count.eq(reg(Mux(ib.drop, 0, ib.count))),
+            ob.flush.eq(reg(ib.flush & ~ib.drop)),
+            ob.last.eq(reg(ib.last & ~ib.drop)),
         ]
         return m
 
@@ -322,19 +331,32 @@ class StatusQueue(wiring.Component):
             m.d.sync += words.eq(Mux(self.words_last, 0, words + 1))
         m.d.comb += [wq.w_en.eq(self.words_taken & self.words_last), wq.w_data.eq(words + 1)]
 
-        # join the halves into the output queue (or drop the entry when it is full)
-        fout = data.View(front, fq.r_data)
-        join = fq.r_rdy & (fout.unsupported | wq.r_rdy)
+        # join the halves into the output queue (or drop the entry when it is full);
+        # each half is first taken into a head register, so that the join is
+        # decided from registers only (no path from a queue's level through
+        # the join back into the queues' pointers)
+        hf_v, hw_v = Signal(), Signal()
+        hf = Signal(front)
+        hw = Signal(32)
+        join = hf_v & (hf.unsupported | hw_v)
+        use_w = join & ~hf.unsupported
+        m.d.comb += [fq.r_en.eq(~hf_v | join), wq.r_en.eq(~hw_v | use_w)]
+        with m.If(fq.r_rdy & fq.r_en):
+            m.d.sync += [hf.eq(fq.r_data), hf_v.eq(1)]
+        with m.Elif(join):
+            m.d.sync += hf_v.eq(0)
+        with m.If(wq.r_rdy & wq.r_en):
+            m.d.sync += [hw.eq(wq.r_data), hw_v.eq(1)]
+        with m.Elif(use_w):
+            m.d.sync += hw_v.eq(0)
         ent = data.View(status_layout(), oq.w_data)
         m.d.comb += [
-            ent.negative.eq(fout.negative),
-            ent.special.eq(fout.special),
-            ent.unsupported.eq(fout.unsupported),
-            ent.values.eq(fout.values),
-            ent.words.eq(Mux(fout.unsupported, 0, wq.r_data)),
+            ent.negative.eq(hf.negative),
+            ent.special.eq(hf.special),
+            ent.unsupported.eq(hf.unsupported),
+            ent.values.eq(hf.values),
+            ent.words.eq(Mux(hf.unsupported, 0, hw)),
             oq.w_en.eq(join),
-            fq.r_en.eq(join),
-            wq.r_en.eq(join & ~fout.unsupported),
         ]
         with m.If(join & ~oq.w_rdy):
             m.d.sync += self.lost.eq(1)
