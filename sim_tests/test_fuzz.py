@@ -30,7 +30,7 @@ from sfp.sim_tests.harness import SIMULATORS, build_root, run_sim
 
 #: The fuzzed build: bf16, N = 4, W = 64, B = 64 (full maxima): many blocks per tensor, short runs.
 P = HwParams(source="bf16", lanes=4, word=64, block=64)
-PAIRS = int(os.environ.get("SFP_FUZZ_PAIRS", "1100"))
+PAIRS = int(os.environ.get("SFP_FUZZ_PAIRS", "800"))
 #: The fuzzed Gecko build (G = 16): flips in coded and plain blocks, wrong s_len entries besides the rest.
 PG = HwParams(source="bf16", lanes=4, word=64, block=64, gecko=True, group=16)
 PAIRS_GECKO = int(os.environ.get("SFP_FUZZ_PAIRS_GECKO", "200"))

@@ -75,10 +75,11 @@ def _P(name, harness, mode, depth, fast=False, expect="PASS", what="", kwargs=No
 #: Every proof of ``make formal``; ``fast=True`` ones also run in ``tests/test_formal.py``.
 PROOFS = [
     _P("regfifo_prove", "regfifo_env", "prove", 4, fast=True,
-       what="RegFifo under the WordPacker's write rule: no overflow/underflow (k-induction)"),
+       what="RegFifo (hw/wordpack.py; no longer instantiated by the packer) under a writer that writes "
+            "<= 2 entries only at level <= depth - 2: no overflow/underflow (k-induction)"),
     _P("regfifo_broken_fails", "regfifo_env", "prove", 4, fast=True, expect="FAIL", kwargs={"broken": True},
        what="the same with the full check loosened by one: must FAIL (the checker has teeth)"),
-    _P("wordpack_fifos_n2", "wordpack_fifos", "bmc", 16, lanes=2, block=4,
+    _P("wordpack_fifos_n2", "wordpack_fifos", "bmc", 16, fast=True, lanes=2, block=4,
        what="WordPacker: word/length queues and the pending word never overflow; words/lens obey AXI4-Stream"),
     _P("cutter_ring_n2", "cutter_ring", "prove", 6, fast=True, lanes=2, block=4,
        what="RecordCutter's word ring never overflows/underflows (any words and beat commands)"),
@@ -96,9 +97,9 @@ PROOFS = [
             "credit-managed output FIFO never overflow"),
     _P("unpacker_axis_n1", "unpacker_axis", "bmc", 20, lanes=1, block=2,
        what="as above, N = 1"),
-    _P("packer_cover_n2", "packer_cover", "cover", 32, lanes=2, block=4,
+    _P("packer_cover_n2", "packer_cover", "cover", 32, fast=True, lanes=2, block=4,
        what="reachable: block end, tensor end, refusal"),
-    _P("unpacker_cover_n2", "unpacker_cover", "cover", 28, lanes=2, block=4,
+    _P("unpacker_cover_n2", "unpacker_cover", "cover", 28, fast=True, lanes=2, block=4,
        what="reachable: tensor end, refusal (and error flags on m_status when present)"),
     _P("reset_packer_n2", "reset_outputs", "prove", 3, fast=True, lanes=2, block=4, kwargs={"which": "packer"},
        what="one clock of rst from any state: no packer output valid, status clear"),

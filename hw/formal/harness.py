@@ -165,7 +165,8 @@ def cutter_ring(p: HwParams, loose: bool = False):
 
 def regfifo_env(p: HwParams, broken: bool = False):
     """A :class:`RegFifo` (depth 4, two write ports) driven by a writer that writes up to two
-    entries when ``level <= depth - 2`` (the WordPacker's rule).  ``broken=True`` lets it write
+    entries when ``level <= depth - 2`` (the first WordPacker's rule; the pipelined packer no
+    longer instantiates RegFifo, so this pair of proofs now shows the checker's teeth).  ``broken=True`` lets it write
     at ``level <= depth - 1``: the overflow proof must then FAIL (the checker has teeth)."""
     from ..wordpack import RegFifo, word_layout
 
