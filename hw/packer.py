@@ -27,12 +27,11 @@ from __future__ import annotations
 
 from amaranth import Cat, Const, Module, Mux, Signal
 from amaranth.lib import data, stream, wiring
-from amaranth.lib.fifo import SyncFIFOBuffered
 from amaranth.lib.wiring import In, Out
 
 from .params import HwParams, config_layout, fields_layout
 from .status import status_layout
-from .wordpack import (BitAccumulator, CreditGate, Delays, RecordConcat, _shift_amount, delay, len_layout,
+from .wordpack import (BitAccumulator, CreditGate, Delays, LutQueue, RecordConcat, _shift_amount, delay, len_layout,
                        queue_depth, record_beat_layout, word_layout)
 
 __all__ = ["Packer", "PackerFrontEnd", "RecordFormer", "StatusQueue", "value_beat_layout",
@@ -304,9 +303,9 @@ class StatusQueue(wiring.Component):
     def elaborate(self, platform):
         m = Module()
         front = data.StructLayout({"negative": 1, "special": 1, "unsupported": 1, "values": 32})
-        m.submodules.fq = fq = SyncFIFOBuffered(width=front.size, depth=self.depth + 1)
-        m.submodules.wq = wq = SyncFIFOBuffered(width=32, depth=self.depth + 1)
-        m.submodules.oq = oq = SyncFIFOBuffered(width=status_layout().size, depth=self.OUT_DEPTH)
+        m.submodules.fq = fq = LutQueue(front.size, self.depth)
+        m.submodules.wq = wq = LutQueue(32, self.depth)
+        m.submodules.oq = oq = LutQueue(status_layout().size, self.OUT_DEPTH - 1)
 
         b = self.beat.payload
         bv = self.beat.valid
@@ -408,7 +407,7 @@ class Packer(wiring.Component):
         until reset, an ``m_status`` entry was dropped.
 
     Latency: the word a beat completes is valid on ``m_axis`` ``latency + 1``
-    clocks after the clock edge that accepted the beat (plain; 24 for bf16
+    clocks after the clock edge that accepted the beat (plain; 25 for bf16
     N = 8 W = 128 with stochastic rounding, measured in amaranth.sim).  Gecko: the front end's 9 clocks, the queue, then
     :class:`GeckoEncoder`'s block latency.
 
@@ -459,7 +458,7 @@ class Packer(wiring.Component):
             depth = queue_depth(fe.latency + 2)
             m.submodules.words = ge = GeckoEncoder(p)
             gl = field_beat_in_layout(p)
-            m.submodules.gq = gq = SyncFIFOBuffered(width=gl.size, depth=depth + 1)
+            m.submodules.gq = gq = LutQueue(gl.size, depth)
             gin = data.View(gl, gq.w_data)
             fb = fe.o.payload
             m.d.comb += [

@@ -15,13 +15,14 @@ from __future__ import annotations
 
 from amaranth import Array, Cat, Const, Module, Mux, Signal, Value
 from amaranth.lib import data, stream, wiring
-from amaranth.lib.fifo import SyncFIFOBuffered
+from amaranth.lib.fifo import SyncFIFO
 from amaranth.lib.wiring import In, Out
 
 from .params import HwParams
 
 __all__ = ["WordPacker", "RecordConcat", "BitAccumulator", "CreditGate", "record_beat_layout", "bits_beat_layout",
-           "word_layout", "len_layout", "RegFifo", "concat_records", "LEN_WIDTH", "delay", "Delays", "queue_depth"]
+           "word_layout", "len_layout", "RegFifo", "concat_records", "LEN_WIDTH", "delay", "Delays", "queue_depth",
+           "LutQueue"]
 
 #: Width of a block length on the ``m_len`` side stream (the ``.sfpc`` block index stores 4 bytes).
 LEN_WIDTH = 32
@@ -128,6 +129,38 @@ class RegFifo(wiring.Component):
 
 
 # -- pipelining helpers ----------------------------------------------------------
+
+class LutQueue(wiring.Component):
+    """Amaranth's :class:`~amaranth.lib.fifo.SyncFIFO` (asynchronous read: LUT-RAM) with a registered output.
+
+    :class:`~amaranth.lib.fifo.SyncFIFOBuffered` reads synchronously, so
+    Yosys puts deeper queues into DP16KD block RAM, whose clock-to-output
+    (about 4-5 ns on the -6 part) alone nearly fills a 200 MHz clock before
+    any logic.  Here the storage must be LUT-RAM and its read goes straight
+    into a register.  Same port names as the Amaranth FIFOs (``w_en``,
+    ``w_data``, ``w_rdy``, ``r_en``, ``r_data``, ``r_rdy``); holds ``depth + 1``
+    entries.  Latency: 2 clocks from ``w_en`` to ``r_rdy``.
+    """
+
+    def __init__(self, width: int, depth: int):
+        self.width, self.depth = width, depth
+        super().__init__({
+            "w_en": In(1), "w_data": In(width), "w_rdy": Out(1),
+            "r_en": In(1), "r_data": Out(width), "r_rdy": Out(1),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        m.submodules.fifo = fifo = SyncFIFO(width=self.width, depth=self.depth)
+        m.d.comb += [fifo.w_en.eq(self.w_en), fifo.w_data.eq(self.w_data), self.w_rdy.eq(fifo.w_rdy)]
+        take = fifo.r_rdy & (~self.r_rdy | self.r_en)
+        m.d.comb += fifo.r_en.eq(take)
+        with m.If(take):
+            m.d.sync += [self.r_data.eq(fifo.r_data), self.r_rdy.eq(1)]
+        with m.Elif(self.r_en):
+            m.d.sync += self.r_rdy.eq(0)
+        return m
+
 
 def delay(m: Module, x, n: int, name: str = "d"):
     """``x`` delayed by ``n`` clocks through registers with no enable (free-running)."""
@@ -364,8 +397,8 @@ class BitAccumulator(wiring.Component):
         iv = self.i.valid
 
         wl = word_layout(p)
-        m.submodules.wq = wq = SyncFIFOBuffered(width=wl.size, depth=self.depth + 1)
-        m.submodules.lq = lq = SyncFIFOBuffered(width=len_layout().size, depth=self.depth + 1)
+        m.submodules.wq = wq = LutQueue(wl.size, self.depth)
+        m.submodules.lq = lq = LutQueue(len_layout().size, self.depth)
 
         # -- 1. fill ------------------------------------------------------------
         fill = Signal(lw)
