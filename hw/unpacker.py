@@ -39,8 +39,8 @@ from .wordunpack import RecordCutter
 __all__ = ["Unpacker", "unpacker_status_layout", "OUT_DEPTH"]
 
 #: Output FIFO depth: every beat in flight holds a slot, so this bounds the rate only below
-#: the pipeline's round trip (about 20 clocks at N = 8).
-OUT_DEPTH = 32
+#: the pipeline's round trip (about 25 clocks at N = 8, plus the credit margin of 5).
+OUT_DEPTH = 48
 #: Input word FIFO depth: words (and so each tensor's cfg) are taken this far ahead of their
 #: use, which gives the sequencer time to prepare the next tensor's constants.
 WORD_DEPTH = 16
@@ -137,10 +137,11 @@ class Unpacker(wiring.Component):
         nxt_inflight = Signal(range(OUT_DEPTH + 2))
         m.d.comb += nxt_inflight.eq(inflight + issued - (self.m_axis.valid & self.m_axis.ready))
         m.d.sync += inflight.eq(nxt_inflight)
-        # registered, so that the issue decision starts at a flip-flop; the margin of 3 covers
-        # the beat issued in the clock before it is counted and the clock of the compare
+        # registered, and compared with the count's current value (not its next one: the
+        # add-then-compare was the critical path at 124.3 MHz); the margin of 5 covers the
+        # beats decided in the clocks before they are counted
         room = Signal()
-        m.d.sync += room.eq(nxt_inflight < OUT_DEPTH - 3)
+        m.d.sync += room.eq(inflight < OUT_DEPTH - 5)
 
         if p.gecko:
             fields, status = self._gecko_front(m, room, issued)
