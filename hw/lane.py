@@ -100,7 +100,7 @@ def _decode_cfg(p: HwParams, cfg, reg=None) -> dict:
         "base": cfg.exp_base,
         "base_p1": (cfg.exp_base + 1)[:9],
         "base_m1": (cfg.exp_base - 1)[:8],
-        "rne_k": Cat(*(cfg.man_bits < mw - 1 - i for i in range(mw))),   # 2^(d-1) - 1, d = M_w - m
+        "rne_k": Cat(*((cfg.man_bits < mw - 1 - i) if i < mw - 1 else C(0, 1) for i in range(mw))),  # 2^(d-1) - 1
         "rne_cin_en": is_rne & (d != 0),
         "is_rne": is_rne,
         "is_st": (cfg.rounding == _STOCHASTIC) if p.stochastic else C(0, 1),

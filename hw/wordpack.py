@@ -130,6 +130,17 @@ class RegFifo(wiring.Component):
 
 # -- pipelining helpers ----------------------------------------------------------
 
+class _DistributedSyncFIFO(SyncFIFO):
+    """SyncFIFO whose storage Yosys must map to LUT-RAM (``ram_style = "distributed"``): with the
+    output register of :class:`LutQueue` after it, Yosys would otherwise make the read synchronous
+    and choose block RAM."""
+
+    def elaborate(self, platform):
+        m = super().elaborate(platform)
+        m.submodules.storage.attrs["ram_style"] = "distributed"
+        return m
+
+
 class LutQueue(wiring.Component):
     """Amaranth's :class:`~amaranth.lib.fifo.SyncFIFO` (asynchronous read: LUT-RAM) with a registered output.
 
@@ -151,7 +162,7 @@ class LutQueue(wiring.Component):
 
     def elaborate(self, platform):
         m = Module()
-        m.submodules.fifo = fifo = SyncFIFO(width=self.width, depth=self.depth)
+        m.submodules.fifo = fifo = _DistributedSyncFIFO(width=self.width, depth=self.depth)
         m.d.comb += [fifo.w_en.eq(self.w_en), fifo.w_data.eq(self.w_data), self.w_rdy.eq(fifo.w_rdy)]
         take = fifo.r_rdy & (~self.r_rdy | self.r_en)
         m.d.comb += fifo.r_en.eq(take)
@@ -432,11 +443,12 @@ class BitAccumulator(wiring.Component):
         # register stages: fill = 2^lo_w * a + b decodes into a > i, a == i, b > j,
         # then bit 2^lo_w * i + j = (a > i) | (a == i) & (b > j): one LUT
         lo_w = lw // 2
+        C0 = Const(0, 1)
         a_f, b_f = f_fill[lo_w:], f_fill[:lo_w]
         na, nb = 1 << (lw - lo_w), 1 << lo_w
-        a_gt = reg(Cat(*(a_f > i for i in range(na))))
+        a_gt = reg(Cat(*(a_f > i for i in range(na - 1)), C0))      # a > na - 1 never
         a_eq = reg(Cat(*(a_f == i for i in range(na))))
-        b_gt = reg(Cat(*(b_f > j for j in range(nb))))
+        b_gt = reg(Cat(*(b_f > j for j in range(nb - 1)), C0))
         below = reg(Cat(*(a_gt[i] | (a_eq[i] & b_gt[j]) for i in range(na) for j in range(nb))))
         assert st >= 2
         r_valid, r_below = delay(m, f_valid, st, "acc_rv"), delay(m, below, st - 2, "acc_rb")
