@@ -111,9 +111,10 @@ PROOFS = [
     _P("roundtrip_n2_cover", "roundtrip", "cover", 48, lanes=2, block=2, kwargs={"cover": True, "length": 3},
        what="non-vacuity of the round trip: the last beat of the second tensor comes out"),
     _P("roundtrip_n2_early", "roundtrip", "bmc", 32, lanes=2, block=2, kwargs={"length": 3},
-       what="round trip, steps 0-31 (no output beat comes out before about step 38)"),
+       what="round trip, steps 0-31 checked (the deep run below skips them)"),
     _P("roundtrip_n2", "roundtrip", "bmc", 44, lanes=2, block=2, kwargs={"length": 3}, skip=30,
-       what="round trip, 2 tensors x 3 values (2 blocks each, the second partial), symbolic values and cfg"),
+       what="round trip, 2 tensors x 3 values (2 blocks each, the second partial), symbolic values, "
+            "fixed cfg; steps 30-43"),
     _P("unpacker_live_n2", "unpacker_live", "bmc", 16, lanes=2, block=4, max_man_bits=7, max_exp_bits=8,
        what="unpacker on arbitrary words/tlast and lengths 1..8 (16-bit records): no deadlock, "
             "ceil(length/N) beats per tensor, length_error iff words != sum L_b (with m_status)"),
