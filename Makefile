@@ -4,6 +4,7 @@
 #   make sim-deps  install Icarus Verilog (and the C++ toolchain Verilator needs) via apt if missing
 #   make test      run the unit tests (tests/) and the RTL simulations (sim_tests/)
 #   make demo      run the end-to-end demo
+#   make formal    run every formal proof (SymbiYosys + z3 from PyPI; docs/verification.md)
 #   make clean     remove build products (keeps .venv; `make distclean` removes it too)
 #
 # Works on a fresh Debian/Ubuntu machine with python3 and python3-venv.
@@ -95,6 +96,23 @@ synth-sweep: venv
 board: venv
 	$(VENV)/bin/sfp board ulx3s
 
+# Formal proofs (docs/verification.md): every proof, with its time; the fast
+# ones also run in `make test` (tests/test_formal.py).  FORMAL_TIMEOUT is per
+# proof (seconds); the bounded checks of the pipelined units can run into it.
+FORMAL_TIMEOUT ?= 1800
+.PHONY: formal
+formal: venv
+	$(VPY) -m sfp.synth.formal --timeout $(FORMAL_TIMEOUT)
+
 .PHONY: bench-hw
 bench-hw: venv
 	$(VPY) scripts/bench_hw.py --gecko
+
+# Post-route Fmax of the default plain and Gecko builds (packer, unpacker) on
+# the LFE5U-85F-6, seeds 1-3, with issue #9's targets beside the figures
+# (synth/fmax.py; a benchmark: roughly an hour on one core).  FMAX_ARGS e.g.
+# "--builds plain --units packer --seeds 1".
+FMAX_ARGS ?=
+.PHONY: fmax
+fmax: venv
+	$(VPY) -m sfp.synth.fmax --json build/fmax/fmax.json $(FMAX_ARGS)

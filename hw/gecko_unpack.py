@@ -12,13 +12,76 @@ read, so the unit can stand in for :class:`sfp.hw.wordunpack.WordUnpacker`.
 from __future__ import annotations
 
 from amaranth import Array, Cat, Module, Mux, Signal
-from amaranth.lib import data, fifo, stream, wiring
+from amaranth.lib import data, enum, fifo, stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from .gecko_common import QCAP, SLICE, check_gecko_params, lane_mask, prefix_sums, settings_layout, slice_max_bits
 from .params import HwParams, config_layout, fields_layout
+from .lane import cfg_supported
+from .status import status_layout
 from .wordpack import _shift_amount, len_layout, word_layout
-from .wordunpack import field_beat_layout, split_records, two_entry_queue
+from .wordunpack import ErrorKind
+
+
+def decoder_beat_layout(p: HwParams) -> data.StructLayout:
+    """One beat of fields out of :class:`GeckoDecoder`, with the tensor's settings."""
+    return data.StructLayout({
+        "fields": data.ArrayLayout(fields_layout(p), p.lanes),
+        "keep": p.lanes,               # lane-valid mask (a prefix), all ones except maybe on the last beat
+        "last": 1,
+        "cfg": config_layout(),        # the settings of the tensor this beat belongs to
+    })
+
+
+def split_records(m: Module, raw, v, nrec: int, width: int, prefix: str = "split"):
+    """Records ``(raw >> j*v)[:width]`` for j < nrec with a log2(nrec)-deep tree of shifters.
+
+    The mirror of :func:`sfp.hw.wordpack.concat_records`: each level splits a
+    chunk of ``k`` records into its low half (unchanged, truncated) and its
+    high half (shifted down by ``(k/2)*v``, a constant shift of ``v``).
+    """
+    chunks = [raw[:nrec * width]]
+    k = nrec
+    level = 0
+    while k > 1:
+        h = k // 2
+        nxt = []
+        for c, chunk in enumerate(chunks):
+            amt = _shift_amount(m, v << (h.bit_length() - 1), h * width, f"{prefix}_l{level}_{c}_amt")
+            hi = Signal(h * width, name=f"{prefix}_l{level}_{c}_hi")
+            m.d.comb += hi.eq(chunk >> amt)
+            nxt += [chunk[:h * width], hi]
+        chunks = nxt
+        k = h
+        level += 1
+    return [c[:width] for c in chunks]
+
+
+def two_entry_queue(m: Module, new, name: str = "q"):
+    """A 2-entry queue of per-tensor settings: ``(head, count, push, pop)``.
+
+    ``new`` is pushed when ``push`` is high (only with ``count < 2``), the head
+    ``head`` leaves when ``pop`` is high; both may happen in one clock.  The
+    next tensor's settings wait here while the current tensor drains, so a
+    tensor boundary costs no bubble.
+    """
+    q0 = Signal.like(new, name=f"{name}0")
+    q1 = Signal.like(new, name=f"{name}1")
+    qn = Signal(range(3), name=f"{name}n")
+    push = Signal(name=f"{name}_push")
+    pop = Signal(name=f"{name}_pop")
+    with m.If(pop):
+        with m.If(qn == 2):
+            m.d.sync += q0.eq(q1)
+        with m.If(push):
+            m.d.sync += q0.eq(new)        # qn == 1 here: push needs qn < 2
+    with m.Elif(push):
+        with m.If(qn == 0):
+            m.d.sync += q0.eq(new)
+        with m.Else():
+            m.d.sync += q1.eq(new)
+    m.d.sync += qn.eq(qn + push - pop)
+    return q0, qn, push, pop
 
 __all__ = ["GeckoDecoder"]
 
@@ -73,7 +136,7 @@ class GeckoDecoder(wiring.Component):
     cfg : In(config_layout())
         Sampled when a tensor's first word is accepted: ``length`` (values,
         >= 1), ``man_bits``, ``exp_bits``, ``sign``, ``gecko``.
-    o : Out(stream of :func:`sfp.hw.wordunpack.field_beat_layout`)
+    o : Out(stream of :func:`sfp.hw.wordunpack.decoder_beat_layout`)
         ``ceil(length/N)`` beats per tensor: ``fields[j]`` of value t*N+j,
         ``keep`` the valid-lane prefix mask (all ones except maybe on the
         last beat; fields outside it are 0), ``last`` on the tensor's last
@@ -127,10 +190,26 @@ class GeckoDecoder(wiring.Component):
     the steady state for N = 1..8 (one bubble at a stream's start, while
     the ring fills: 0.996 over 256 beats at N = 2).
 
-    Not checked: corrupt streams (unary runs over the cap, symbols above b,
-    block lengths that disagree with the parse) give unspecified fields but
-    never hang the decoder.
+    Damaged streams (docs/format.md 8, model ``sfp.model.stream``): the
+    window reads every word past the tensor's ``last`` word as zero; each
+    slice is checked for a ``b = 0`` header with ``z``/``k`` set, a unary
+    run over the cap, a negative code, an end past its block's ``L_b``
+    words or a block ending short (``corrupt``), a word needed past
+    ``last`` or an entry above the plain length (``length_error``).  An
+    error is acted on only once the words it was computed from are final
+    (the ``last`` word is in the ring, or ``KW`` words are).  Then
+    :class:`Mode` ``ZERO``: the rest of the tensor's slices are zero (one
+    per clock, block-index entries still read) while its words are popped
+    up to ``last``; ``DRAIN``: words popped after the last slice.  A refused
+    tensor (``cfg_supported`` false or ``length = 0``) goes the same way.
+    ``status`` gets one entry per tensor (ready is not waited for).
     """
+
+    class Mode(enum.Enum, shape=2):
+        """D0's handling of the head tensor."""
+        RUN = 0        # decoding slices
+        ZERO = 1       # after an error (or refused): zero slices, words popped towards `last`
+        DRAIN = 2      # every slice out; words popped up to `last`
 
     def __init__(self, p: HwParams):
         check_gecko_params(p)
@@ -142,7 +221,8 @@ class GeckoDecoder(wiring.Component):
             "i": In(stream.Signature(word_layout(p))),
             "lens": In(stream.Signature(len_layout())),
             "cfg": In(config_layout()),
-            "o": Out(stream.Signature(field_beat_layout(p))),
+            "o": Out(stream.Signature(decoder_beat_layout(p))),
+            "status": Out(stream.Signature(status_layout())),
         })
 
     def elaborate(self, platform):
@@ -165,6 +245,7 @@ class GeckoDecoder(wiring.Component):
         entry = data.StructLayout({
             "cfg": config_layout(), "set": settings_layout(), "v": range(vmax + 1),
             "nb_m1": 32, "tail": range(B + 1), "pw_full": 32, "pw_tail": 32,
+            "ok": 1, "empty": 1,
         })
         new = Signal(entry)
         c = self.cfg
@@ -178,11 +259,14 @@ class GeckoDecoder(wiring.Component):
             new.tail.eq(tail),
             new.pw_full.eq(((v_new << lgB) + W - 1) >> lgW),
             new.pw_tail.eq((tail * v_new + W - 1) >> lgW),
+            new.ok.eq(cfg_supported(p, c) & (c.length != 0)),
+            new.empty.eq(c.length == 0),
         ]
         q0, qn, q_push, q_pop = two_entry_queue(m, new)
 
         # -- word ring ------------------------------------------------------------
         ring = Array(Signal(W, name=f"ring{i}") for i in range(RING))
+        ring_last = Signal(RING)              # the slot holds its tensor's last word
         rp = Signal(lgR)
         wp = Signal(lgR)
         level = Signal(range(RING + 1))
@@ -191,7 +275,8 @@ class GeckoDecoder(wiring.Component):
         m.d.comb += self.i.ready.eq((level < RING) & (~in_first | (qn < 2)))
         take = self.i.valid & self.i.ready
         with m.If(take):
-            m.d.sync += [in_first.eq(self.i.payload.last), ring[wp].eq(self.i.payload.data), wp.eq(wp + 1)]
+            m.d.sync += [in_first.eq(self.i.payload.last), ring[wp].eq(self.i.payload.data), wp.eq(wp + 1),
+                         ring_last.bit_select(wp, 1).eq(self.i.payload.last)]
         m.d.comb += q_push.eq(take & in_first)
         m.d.sync += [rp.eq(rp + pops), level.eq(level + take - pops)]
 
@@ -257,14 +342,34 @@ class GeckoDecoder(wiring.Component):
         gfirst = (sl & (SPG - 1)) == 0
         coded = Signal()
         need_len = Signal()
-        m.d.comb += need_len.eq(bfirst & st.gecko)
+        m.d.comb += need_len.eq(bfirst & st.gecko & q0.ok)
         with m.If(bfirst):
             m.d.comb += coded.eq(st.gecko & (lfifo.r_data < pw))
         with m.Else():
             m.d.comb += coded.eq(b_coded)
 
         off = Signal(range(W))
-        cat = Cat(*(ring[(rp + j)[:lgR]] for j in range(KW)))
+        # The tensor's words in the ring: up to its `last` word (slots after it are the next
+        # tensor's, and read as zero here, as the model reads words past tlast), none once
+        # that word has been used up (`ended`).
+        ended = Signal()
+        lastv = [Signal(name=f"d_lastv{j}") for j in range(RING)]
+        for j in range(RING):
+            m.d.comb += lastv[j].eq(ring_last.bit_select((rp + j)[:lgR], 1) & (level > j))
+        found = Signal()
+        m.d.comb += found.eq(Cat(*lastv).any())
+        avail = Signal(range(RING + 1))       # words of this tensor held
+        with m.If(ended):
+            m.d.comb += avail.eq(0)
+        with m.Elif(found):
+            for j in reversed(range(RING)):
+                with m.If(lastv[j]):
+                    m.d.comb += avail.eq(j + 1)
+        with m.Else():
+            m.d.comb += avail.eq(level)
+        decidable = ended | found             # no word of this tensor is still to come
+        cat = Cat(*(ring[(rp + j)[:lgR]] & (~ended & ~Cat(*lastv[:j]).any()).replicate(W) if j else
+                    ring[rp] & (~ended).replicate(W) for j in range(KW)))
         win = Signal(smax)
         m.d.comb += win.eq(cat >> _shift_amount(m, off, W - 1, "d_off"))
         emask = lane_mask(st.e, emax)
@@ -325,21 +430,92 @@ class GeckoDecoder(wiring.Component):
         m.d.comb += endbit.eq(off + slen)
         need = Signal(range(KW + 2))
         m.d.comb += need.eq((endbit + W - 1) >> lgW)
-        fire = Signal()
-        m.d.comb += fire.eq(en & (qn != 0) & (need <= level) & (~need_len | lfifo.r_rdy))
+        # -- checks (docs/format.md 8, sfp.model.stream): corrupt codes, overruns, missing words --
+        hdr_bad = hdr_here & (hb == 0) & (hz | (hk != 0))
+        over = Signal()                       # a unary run of more than QCAP ones
+        m.d.comb += over.eq(rice & ((zc[una_w - 1] < n) | Cat(*((n > i) & (qs[i] > QCAP) for i in range(SLICE))).any()))
+        kmask = Mux(kk == 2, 3, Mux(kk == 1, 1, 0))
+        negs = []
+        for i in range(SLICE):
+            sym = Signal(una_w.bit_length() + 3, name=f"d_sym{i}")
+            m.d.comb += sym.eq((qs[i] << kk) | ((y >> (i * kk))[:2] & kmask))
+            negs.append((n > i) & ~escs[i] & ~(z & (sym == 0)) & (sym > b + z))
+        neg = rice & Cat(*negs).any()         # a symbol above the group's base: a negative code
+        bleft = Signal(32)                    # words of the block from the ring head on
+        bl = Signal(32)
+        m.d.comb += bl.eq(Mux(bfirst, Mux(coded, lfifo.r_data, pw), bleft))
+        corrupt = Signal()
+        m.d.comb += corrupt.eq(coded & (hdr_bad | over | neg | (need > bl) | (blast & (need < bl))))
+        plainbig = bfirst & st.gecko & ~coded & (lfifo.r_data > pw)   # the entry disagrees with the layout
+        lenerr = Signal()
+        m.d.comb += lenerr.eq(plainbig | (decidable & (Mux(blast, bl, need) > avail)))
+        err_now = corrupt | lenerr
+        kind_now = Mux(corrupt, ErrorKind.CORRUPT, ErrorKind.LENGTH)
+
+        # -- per-tensor mode (lib.enum) ---------------------------------------------------
+        mode = Signal(self.Mode)
+        kind = Signal(ErrorKind)
+        nwords = Signal(32)
+        head = qn != 0
+        zmode = head & q0.ok & ~q0.empty & (mode == self.Mode.ZERO) | head & ~q0.ok & ~q0.empty & (mode != self.Mode.DRAIN)
+        dmode = head & (q0.empty | (mode == self.Mode.DRAIN))
+        rmode = head & q0.ok & (mode == self.Mode.RUN)
+        lens_ok = ~need_len | lfifo.r_rdy
+        fire = Signal()                       # a slice leaves D0 (decoded, or zero)
+        zero = Signal()                       # ... as a zero slice
+        errslice = Signal()
+        m.d.comb += [
+            errslice.eq(rmode & err_now & (decidable | (level >= KW) | plainbig)),
+            fire.eq(en & lens_ok & (zmode | (rmode & ~err_now & (need <= level)) | errslice)),
+            zero.eq(zmode | errslice),
+        ]
         m.d.comb += lfifo.r_en.eq(fire & need_len)
+        # words popped: the slice's, or in ZERO / DRAIN one a clock towards `last`
+        with m.If(fire & ~zero):
+            m.d.comb += pops.eq(Mux(blast, need, endbit >> lgW))
+        with m.Elif((zmode | dmode) & ~ended & (level != 0)):
+            m.d.comb += pops.eq(1)
+        popped_last = Signal()
+        m.d.comb += popped_last.eq(Cat(*(lastv[j] & (pops > j) for j in range(min(RING, KW + 1)))).any())
+
+        kind_new = Signal(ErrorKind)
+        m.d.comb += kind_new.eq(kind)
+        with m.If(head & ~q0.ok):
+            m.d.comb += kind_new.eq(ErrorKind.UNSUPPORTED)
+        with m.Elif(errslice & fire & (kind == ErrorKind.NONE)):
+            m.d.comb += kind_new.eq(kind_now)
+        with m.Elif(rmode & fire & ~zero & tlast & ~popped_last & ~ended & (kind == ErrorKind.NONE)):
+            m.d.comb += kind_new.eq(ErrorKind.LENGTH)      # words left before `last`
+        ended_new = ended | popped_last
+        done = Signal()
+        m.d.comb += done.eq((fire & tlast & ended_new) | (dmode & ended_new))
+        m.d.sync += [kind.eq(kind_new), nwords.eq(nwords + pops), ended.eq(ended_new)]
+        with m.If(fire & tlast & ~ended_new):
+            m.d.sync += mode.eq(self.Mode.DRAIN)
+        with m.Elif(errslice & fire):
+            m.d.sync += mode.eq(self.Mode.ZERO)
+        with m.If(done):
+            m.d.comb += q_pop.eq(1)
+            m.d.sync += [mode.eq(self.Mode.RUN), kind.eq(ErrorKind.NONE), nwords.eq(0), ended.eq(0), blk.eq(0),
+                         sl.eq(0), off.eq(0)]
+        sp = self.status.payload
+        m.d.comb += [
+            self.status.valid.eq(done),
+            sp.unsupported.eq(kind_new == ErrorKind.UNSUPPORTED),
+            sp.corrupt.eq(kind_new == ErrorKind.CORRUPT),
+            sp.length_error.eq(kind_new == ErrorKind.LENGTH),
+            sp.values.eq(q0.cfg.length),
+            sp.words.eq(nwords + pops),
+        ]
+
         with m.If(fire):
+            m.d.sync += bleft.eq(bl - pops)
             with m.If(blast):
-                m.d.comb += pops.eq(need)
                 m.d.sync += [off.eq(0), sl.eq(0)]
-                with m.If(lastblk):
-                    m.d.comb += q_pop.eq(1)
-                    m.d.sync += blk.eq(0)
-                with m.Else():
+                with m.If(~lastblk):
                     m.d.sync += blk.eq(blk + 1)
             with m.Else():
-                m.d.comb += pops.eq(endbit >> lgW)
-                m.d.sync += [off.eq(endbit[:lgW]), sl.eq(sl + 1)]
+                m.d.sync += [off.eq(Mux(zero, 0, endbit[:lgW])), sl.eq(sl + 1)]
             with m.If(bfirst):
                 m.d.sync += b_coded.eq(coded)
             with m.If(hdr_here):
@@ -349,7 +525,7 @@ class GeckoDecoder(wiring.Component):
         d = Signal(data.StructLayout({
             "valid": 1, "n": range(SLICE + 1), "tlast": 1, "coded": 1, "rice": 1, "raw": 1,
             "b": emax, "z": 1, "kk": 2, "rlen": range(2 * SLICE + 1), "ulen": range(una_w + 1),
-            "xlen": range(SLICE * emax + 1), "set": settings_layout(), "v": range(vmax + 1),
+            "xlen": range(SLICE * emax + 1), "set": settings_layout(), "v": range(vmax + 1), "zero": 1,
         }))
         d_y = Signal(smax - 5)
         d_q = [Signal(4, name=f"d1_q{i}") for i in range(SLICE)]
@@ -361,7 +537,7 @@ class GeckoDecoder(wiring.Component):
                 m.d.sync += [
                     d.n.eq(n), d.tlast.eq(tlast), d.coded.eq(coded), d.rice.eq(rice), d.raw.eq(raw),
                     d.b.eq(b), d.z.eq(z), d.kk.eq(kk), d.rlen.eq(rlen), d.ulen.eq(ulen), d.xlen.eq(xlen),
-                    d.set.eq(st), d.v.eq(q0.v), d_y.eq(y), d_cfg.eq(q0.cfg),
+                    d.set.eq(st), d.v.eq(q0.v), d_y.eq(y), d_cfg.eq(q0.cfg), d.zero.eq(zero),
                 ]
                 m.d.sync += [d_q[i].eq(Mux(qs[i] >= QCAP, QCAP, qs[i][:4])) for i in range(SLICE)]
                 m.d.sync += [d_esc[i].eq(escs[i]) for i in range(SLICE)]
@@ -382,7 +558,7 @@ class GeckoDecoder(wiring.Component):
         pl_recs = split_records(m, d_y, d.v, SLICE, vmax, "d1_pl")
         f_next = Signal(data.ArrayLayout(fields_layout(p), SLICE))
         for i in range(SLICE):
-            ok = d.n > i
+            ok = (d.n > i) & ~d.zero
             kmask = Mux(d.kk == 2, 3, Mux(d.kk == 1, 1, 0))
             rem = (d_y >> (i * d.kk))[:2] & kmask if True else 0
             sym = Signal(emax + 1, name=f"d1_sym{i}")

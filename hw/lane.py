@@ -12,13 +12,13 @@ and may be narrower than the elaboration maxima of :class:`~sfp.hw.params.HwPara
 
 from __future__ import annotations
 
-from amaranth.hdl import C, Cat, Const, Module, Mux, Value
+from amaranth.hdl import C, Cat, Const, Module, Mux, Signal, Value
 from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
 
 from .params import HwParams, ROUNDING_CODES, config_layout, fields_layout
 
-__all__ = ["Quantizer", "Dequantizer", "LaneConfig", "cfg_supported", "lane_cfg_layout"]
+__all__ = ["Quantizer", "Dequantizer", "LaneConfig", "cfg_supported", "lane_cfg_layout", "DECODE_LATENCY", "quantizer_latency"]
 
 _RNE = ROUNDING_CODES["rne"]
 _RZ = ROUNDING_CODES["rz"]
@@ -70,19 +70,26 @@ def lane_cfg_layout(p: HwParams) -> data.StructLayout:
     })
 
 
-def _decode_cfg(p: HwParams, cfg) -> dict:
-    """Expressions for every field of :func:`lane_cfg_layout` (cfg only)."""
+def _decode_cfg(p: HwParams, cfg, reg=None) -> dict:
+    """Expressions for every field of :func:`lane_cfg_layout` (cfg only).
+
+    ``reg(value)`` registers a value; with it the decoder is cut into
+    :data:`DECODE_LATENCY` register stages (A: the constant shifts and small
+    adders of ``cfg``; B: ``cmax``; C: the clamp ``cfin = min(cmax, lim)``;
+    D: ``hi = exp_base + cfin``), every field delayed to the last one.
+    Without it (``None``) the same logic is combinational.
+    """
+    stage = reg or (lambda x: x)
     src = p.src
     mw, mmax, emax = src.man_width, p.max_man_bits, p.max_exp_bits
     wq = max(mmax, 1)
-    mmask = (Const((1 << mmax) - 1, wq) >> (mmax - cfg.man_bits)[:wq.bit_length()])[:wq]
-    top = (Const((1 << emax) - 1, emax) >> (emax - cfg.exp_bits)[:4])[:emax]
-    cmax = (top - cfg.specials)[:8]
+    # bit-wise decoders of m and e (2^m - 1, 2^e - 1): comparisons with constants, no shifter
+    mmask = Cat(*(cfg.man_bits > i for i in range(mmax))) if mmax else C(0, 1)
+    top = Cat(*(cfg.exp_bits > i for i in range(emax)))
     lim = (src.max_finite_exp - cfg.exp_base)[:8]
-    cfin = Mux(cmax < lim, cmax, lim)
     d = (mw - cfg.man_bits)[:mw.bit_length()]
     is_rne = cfg.rounding == _RNE
-    return {
+    a = {
         "mb": cfg.man_bits,
         "qsh": (mmax - cfg.man_bits)[:wq.bit_length()],
         "d": d,
@@ -90,18 +97,44 @@ def _decode_cfg(p: HwParams, cfg) -> dict:
         "nan_q": (mmask & ~(mmask >> 1))[:wq],
         "m_ge1": cfg.man_bits != 0,
         "top": top,
-        "cfin": cfin,
         "base": cfg.exp_base,
         "base_p1": (cfg.exp_base + 1)[:9],
         "base_m1": (cfg.exp_base - 1)[:8],
-        "hi": (cfg.exp_base + cfin)[:9],
-        "rne_k": (Const((1 << mw) - 1, mw) >> (cfg.man_bits + 1))[:mw],
+        "rne_k": Cat(*((cfg.man_bits < mw - 1 - i) if i < mw - 1 else C(0, 1) for i in range(mw))),  # 2^(d-1) - 1
         "rne_cin_en": is_rne & (d != 0),
         "is_rne": is_rne,
         "is_st": (cfg.rounding == _STOCHASTIC) if p.stochastic else C(0, 1),
         "sign": cfg.sign,
         "specials": cfg.specials,
     }
+    a = {name: stage(v) for name, v in a.items()}                 # A
+    lim = stage(lim)
+    cmax = stage((a["top"] - a["specials"])[:8])                  # B
+    a = {name: stage(v) for name, v in a.items()}
+    lim = stage(lim)
+    cfin = stage(Mux(cmax < lim, cmax, lim))                      # C
+    a = {name: stage(v) for name, v in a.items()}
+    hi = stage((a["base"] + cfin)[:9])                            # D
+    cfin = stage(cfin)
+    a = {name: stage(v) for name, v in a.items()}
+    return {**a, "cfin": cfin, "hi": hi}
+
+
+#: Register stages of the pipelined cfg decoder (:class:`LaneConfig` with ``pipelined=True``).
+DECODE_LATENCY = 4
+
+
+def _register(m: Module, tag: str):
+    """A ``reg(value)`` that returns a register loaded with ``value`` every cycle (named ``tag``_k)."""
+    count = [0]
+
+    def reg(x):
+        count[0] += 1
+        r = Signal(x.shape(), name=f"{tag}_{count[0]}") if isinstance(x, data.View) \
+            else Signal(Value.cast(x).shape(), name=f"{tag}_{count[0]}")
+        m.d.sync += r.eq(x)
+        return r
+    return reg
 
 
 class _Decoded:
@@ -120,15 +153,24 @@ class LaneConfig(wiring.Component):
     ``cfg``.  One decoder serves every lane.
 
     Ports: ``cfg: In(config_layout())``, ``lcfg: Out(lane_cfg_layout(p))``.
+
+    With ``pipelined=True`` the decoder is cut into :data:`DECODE_LATENCY`
+    register stages with no enable (see :func:`_decode_cfg`): ``lcfg``
+    describes the ``cfg`` of ``latency`` cycles earlier, so a free-running
+    pipeline carries each beat's constants beside the beat (tensors back to
+    back with different settings need no bubble).  Otherwise it is
+    combinational (``latency = 0``).
     """
 
-    def __init__(self, p: HwParams):
-        self.p = p
+    def __init__(self, p: HwParams, pipelined: bool = False):
+        self.p, self.pipelined = p, pipelined
+        self.latency = DECODE_LATENCY if pipelined else 0
         super().__init__({"cfg": In(config_layout()), "lcfg": Out(lane_cfg_layout(p))})
 
     def elaborate(self, platform):
         m = Module()
-        for name, value in _decode_cfg(self.p, self.cfg).items():
+        reg = _register(m, "dec") if self.pipelined else None
+        for name, value in _decode_cfg(self.p, self.cfg, reg).items():
             m.d.comb += getattr(self.lcfg, name).eq(value)
         return m
 
@@ -179,7 +221,10 @@ class Quantizer(wiring.Component):
         Inf/NaN met with specials off: Inf saturates to ``(cfin, 2^m-1)``
         with its sign, NaN is stored as +0.
 
-    Latency: combinational (no clock domain).
+    Latency: combinational (no clock domain); with ``pipelined=True``
+    (needs ``predecoded``) :func:`quantizer_latency` clocks, no enable: the
+    outputs describe the inputs of that many cycles earlier, and ``lcfg``
+    must describe the same value as ``value`` (it is delayed inside).
 
     Structure (short critical path): rounding is a single adder of
     ``M_w + 2`` bits on the mantissa, ``{M, 1} + {K, cin}``, where ``K`` is the
@@ -190,11 +235,19 @@ class Quantizer(wiring.Component):
     for both ``co = 0`` and ``co = 1`` in parallel with the adder from ``E``
     and per-tensor constants, and the carry-out only selects (carry-select).
     After the adder, the kept mantissa ``Q`` is the sum shifted right by ``d``
-    (a log-depth shifter), then one output multiplexer.
+    (a log-depth shifter), then one output multiplexer, whose selects are
+    decided with the window.  Pipelined, the registers sit after the random
+    bits' alignment (0, stochastic builds only), after the addend
+    and tie bit (1), after the adder and the window comparisons for both
+    carries (2), after the shifter and the carry's selection of the output
+    multiplexer's selects (3) and after the output multiplexer (4).
     """
 
-    def __init__(self, p: HwParams, predecoded: bool = False):
-        self.p, self.predecoded = p, predecoded
+    def __init__(self, p: HwParams, predecoded: bool = False, pipelined: bool = False):
+        if pipelined and not predecoded:
+            raise ValueError("a pipelined Quantizer takes predecoded constants (predecoded=True)")
+        self.p, self.predecoded, self.pipelined = p, predecoded, pipelined
+        self.latency = quantizer_latency(p) if pipelined else 0
         super().__init__({
             "value": In(p.src.width),
             **_cfg_port(p, predecoded),
@@ -210,70 +263,95 @@ class Quantizer(wiring.Component):
         src = p.src
         mw, w = src.man_width, src.width
         mmax, emax = p.max_man_bits, p.max_exp_bits
+        reg = _register(m, "q") if self.pipelined else (lambda x: x)
         k = self.lcfg if self.predecoded else _Decoded(p, self.cfg)
         dmin = mw - mmax                                # fewest dropped bits supported
-        base = k.base
 
-        # -- 3.1 classification ----------------------------------------------
-        sign = self.value[w - 1]
-        e_src = self.value[mw:w - 1]
-        man = self.value[:mw]
+        # -- stage 0: the random bits aligned --------------------------------------
+        value = self.value
+        # the top d bits of rnd = rnd[32-M_w:] >> m
+        rnd_d = (self.rnd[32 - mw:] >> k.mb)[:mw] if p.stochastic else C(0, mw)
+        if self.pipelined and p.stochastic:
+            value, rnd_d, k = reg(value), reg(rnd_d), reg(k)
+
+        # -- stage 1: rounding addend and tie bit ------------------------------
+        man = value[:mw]
+        e_src = value[mw:w - 1]
+        # X = E << M_w | M; the tie bit X[d] is E[0] when d = M_w (m = 0).
+        cin = k.rne_cin_en & Cat(man, e_src[0]).bit_select(k.d, 1)
+        addend = Mux(k.is_rne, k.rne_k, 0)
+        if p.stochastic:
+            addend = addend | Mux(k.is_st, rnd_d, 0)
+        value, cin, addend, k = reg(value), reg(cin), reg(addend[:mw]), reg(k)
+
+        # -- stage 2: 3.1 classification, 3.2 the adder, 3.4 the window --------
+        base = k.base
+        sign = value[w - 1]
+        e_src = value[mw:w - 1]
+        man = value[:mw]
         e_ones = e_src.all()
         e_zero = ~e_src.any()
         m_nz = man.any()
         nan = e_ones & m_nz
         inf = e_ones & ~m_nz
         normal = ~e_ones & ~e_zero
-
-        # -- 3.2 rounding: one adder on the mantissa ---------------------------
-        # X = E << M_w | M; the tie bit X[d] is E[0] when d = M_w (m = 0).
-        cin = k.rne_cin_en & Cat(man, e_src[0]).bit_select(k.d, 1)
-        addend = Mux(k.is_rne, k.rne_k, 0)
-        if p.stochastic:
-            # the top d bits of rnd = rnd[32-M_w:] >> m
-            addend = addend | Mux(k.is_st, (self.rnd[32 - mw:] >> k.mb)[:mw], 0)
         # {M, 1} + {K, cin} = 2(M + K + cin) + 1: the carry-in rides in bit 0.
-        total = Cat(C(1, 1), man) + Cat(cin, addend[:mw])
+        total = Cat(C(1, 1), man) + Cat(cin, addend)
         sum_m = total[1:mw + 1]
         co = total[mw + 1]                              # mantissa carry: E' = E + co
-        q = (sum_m[dmin:] >> k.qsh)[:mmax] if mmax else C(0, 1)   # R & (2^m - 1)
-
-        # -- 3.4 window: both carry cases in parallel with the adder, co selects
-        below = Mux(co, e_src < base, e_src < k.base_p1)  # E' - exp_base < 1
-        above = Mux(co, e_src >= k.hi, e_src > k.hi)         # E' - exp_base > cfin
-        code_w = Mux(co, (e_src - k.base_m1)[:emax], (e_src - base)[:emax])   # E' - exp_base
-        cfin = k.cfin[:emax]
-
-        # -- 3.6 sign elision ----------------------------------------------------
+        # both carry cases in parallel with the adder; co selects in stage 3
+        below0, below1 = e_src < k.base_p1, e_src < base          # E' - exp_base < 1, co = 0 / 1
+        above0, above1 = e_src > k.hi, e_src >= k.hi              # E' - exp_base > cfin
+        code0, code1 = (e_src - base)[:emax], (e_src - k.base_m1)[:emax]   # E' - exp_base
+        # 3.6 sign elision
         negative = sign & ~(e_zero & ~m_nz) & ~nan
         kill = ~k.sign & negative
+        cls = [reg(x) for x in (nan, inf, normal, kill, sign, e_ones)]
+        win = [reg(x) for x in (below0, below1, above0, above1)]
+        code0, code1, co, sum_m, k = reg(code0), reg(code1), reg(co), reg(sum_m), reg(k)
 
-        # -- output multiplexer (3.4, 3.5, 3.6); defaults are +0 ----------------
-        f = self.fields
-        with m.If(kill):
-            pass                                        # negative, sign elided: +0
-        with m.Elif(nan):
-            with m.If(k.specials):
-                m.d.comb += [f.code.eq(k.top), f.man.eq(k.nan_q)]
-            # specials off: +0
-        with m.Elif(inf):
-            with m.If(k.specials):
-                m.d.comb += [f.code.eq(k.top), f.sign.eq(k.sign & sign & k.m_ge1)]
-            with m.Else():
-                m.d.comb += [f.code.eq(cfin), f.man.eq(k.mmask), f.sign.eq(k.sign & sign)]
-        with m.Elif(normal & ~below):
-            with m.If(above):
-                m.d.comb += [f.code.eq(cfin), f.man.eq(k.mmask)]
-            with m.Else():
-                m.d.comb += [f.code.eq(code_w), f.man.eq(q)]
-            m.d.comb += f.sign.eq(k.sign & sign)
-        with m.Else():                                  # zero, subnormal, below the window
-            m.d.comb += f.sign.eq(k.sign & sign)
+        # -- stage 3: Q = R & (2^m - 1), and the output multiplexer's selects ---------
+        nan, inf, normal, kill, sign, e_ones = cls
+        below0, below1, above0, above1 = win
+        below = Mux(co, below1, below0)
+        above = Mux(co, above1, above0)
+        code_w = Mux(co, code1, code0)
+        q = (sum_m[dmin:] >> k.qsh)[:mmax] if mmax else C(0, 1)
+        # (3.4, 3.5, 3.6); all clear is +0
+        inwin = normal & ~below
+        s_q = ~kill & inwin & ~above                    # (code_w, Q)
+        s_sat = ~kill & ((inf & ~k.specials) | (inwin & above))   # (cfin, 2^m - 1)
+        s_top = ~kill & (nan | inf) & k.specials        # code top (Inf, NaN)
+        s_nanq = ~kill & nan & k.specials               # man 2^(m-1) (NaN)
+        sign_o = ~kill & ~nan & k.sign & sign & ~(inf & k.specials & ~k.m_ge1)
+        special = ~k.specials & e_ones
+        sel = [reg(x) for x in (s_q, s_sat, s_top, s_nanq, sign_o, kill, special)]
+        q, code_w, k = reg(q), reg(code_w), reg(k)
+
+        # -- stage 4: output multiplexer (AND-OR of one-hot selects) ---------------
+        s_q, s_sat, s_top, s_nanq, sign_o, kill, special = sel
+        man_o = Signal(len(self.fields.man))
+        code_o = Signal(emax)
         m.d.comb += [
-            self.negative.eq(kill),
-            self.special.eq(~k.specials & e_ones),
+            man_o.eq((q & s_q.replicate(len(man_o))) | (k.mmask & s_sat.replicate(len(man_o)))
+                     | (k.nan_q & s_nanq.replicate(len(man_o)))),
+            code_o.eq((code_w & s_q.replicate(emax)) | (k.cfin[:emax] & s_sat.replicate(emax))
+                      | (k.top & s_top.replicate(emax))),
+        ]
+        f = self.fields
+        m.d.comb += [
+            f.man.eq(reg(man_o)),
+            f.code.eq(reg(code_o)),
+            f.sign.eq(reg(sign_o)),
+            self.negative.eq(reg(kill)),
+            self.special.eq(reg(special)),
         ]
         return m
+
+
+def quantizer_latency(p: HwParams) -> int:
+    """Register stages of a pipelined :class:`Quantizer`: 5 with stochastic rounding (its shifter), else 4."""
+    return 5 if p.stochastic else 4
 
 
 class Dequantizer(wiring.Component):

@@ -1,24 +1,41 @@
 """The packer: N source values per beat in, the tensor's DRAM image (W-bit words) out.
 
-Quantizes each value to its container fields (:class:`sfp.hw.lane.Quantizer`,
-format.md 3), forms the ``S<<(e+m) | C<<m | Q`` records (format.md 4.2) and
-hands them to :class:`sfp.hw.wordpack.WordPacker`, which builds the words and
-the block index (format.md 4.1, 4.3).  Built with ``HwParams.gecko``, the
-fields go to :class:`sfp.hw.gecko_pack.GeckoEncoder` instead, which writes the
-Gecko layout with the block fallback (format.md 5) for tensors with
-``cfg.gecko = 1`` and the plain layout for the others.
+One back end, built from stages that are each a :class:`wiring.Component`
+with stream ports, joined with :func:`wiring.connect`:
+
+``s_axis`` -> :class:`PackerFrontEnd` (refusal, per-tensor constants,
+random source, the N quantizer lanes, format.md 3) -> :class:`RecordFormer`
+(``S<<(e+m) | C<<m | Q``, format.md 4.2) -> :class:`sfp.hw.wordpack.RecordConcat`
+-> :class:`sfp.hw.wordpack.BitAccumulator` (words, block padding and lengths,
+format.md 4.1, 4.3) -> ``m_axis``, ``m_len``.
+
+Every stage is free-running (registers with no enable, ``always_ready``
+streams between them); one :class:`sfp.hw.wordpack.CreditGate` at the
+input admits a beat only when the output queues have room for everything
+in flight, so back-pressure never has to reach into the pipeline.
+
+Built with ``HwParams.gecko`` the field beats go through a queue into
+:class:`sfp.hw.gecko_pack.GeckoEncoder` instead of the record former and
+the word back end (the Gecko encoder is not yet a stage of this back end:
+it still forms records and accumulates words itself).
+
+Both builds emit one :func:`sfp.hw.status.status_layout` entry per tensor on
+``m_status`` (:class:`StatusQueue`).
 """
 
 from __future__ import annotations
 
-from amaranth import Cat, Module, Signal
+from amaranth import Cat, Const, Module, Mux, Signal
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from .params import HwParams, config_layout, fields_layout
-from .wordpack import WordPacker, _shift_amount, len_layout, word_layout
+from .status import status_layout
+from .wordpack import (BitAccumulator, CreditGate, Delays, LutQueue, RecordConcat, _shift_amount, delay, len_layout,
+                       queue_depth, record_beat_layout, word_layout)
 
-__all__ = ["Packer", "value_beat_layout", "packer_status_layout"]
+__all__ = ["Packer", "PackerFrontEnd", "RecordFormer", "StatusQueue", "value_beat_layout",
+           "packer_status_layout", "field_beat_layout"]
 
 
 def value_beat_layout(p: HwParams) -> data.StructLayout:
@@ -31,7 +48,321 @@ def value_beat_layout(p: HwParams) -> data.StructLayout:
 
 
 def packer_status_layout() -> data.StructLayout:
-    return data.StructLayout({"negative": 1, "special": 1, "unsupported": 1})
+    """The sticky flags of the ``status`` port (kept beside ``m_status`` for simple users)."""
+    return data.StructLayout({"negative": 1, "special": 1, "unsupported": 1, "lost": 1})
+
+
+def field_beat_layout(p: HwParams) -> data.StructLayout:
+    """One beat out of :class:`PackerFrontEnd`: the lanes' fields and the beat's bookkeeping."""
+    n, vmax = p.lanes, p.max_value_bits
+    return data.StructLayout({
+        "fields": data.ArrayLayout(fields_layout(p), n),   # lanes >= count are +0 (zero fields)
+        "count": range(n + 1),        # values in the beat (< N only on a tensor's last beat)
+        "first": 1,                   # the tensor's first beat
+        "last": 1,                    # the tensor's last beat
+        "flush": 1,                   # the block's last beat
+        "drop": 1,                    # the tensor is refused: nothing is written for it
+        "negative": n,                # per lane: negative met with the sign elided
+        "special": n,                 # per lane: Inf/NaN met with specials off
+        "v": range(vmax + 1),         # record width s + e + m
+        "camt": range(p.max_man_bits + 1),   # m: the code's position in the record
+        "samt": range(vmax),          # m + e: the sign's position
+        "cfg": config_layout(),       # the tensor's settings
+    })
+
+
+class PackerFrontEnd(wiring.Component):
+    """Refusal, per-tensor constants, random source and the N quantizer lanes, pipelined.
+
+    Ports
+    -----
+    s_axis : In(stream of :func:`value_beat_layout`)
+        ``s_axis.ready`` is the ``accept`` input (the caller's credit gate).
+    cfg : In(config_layout())
+        Sampled with a tensor's first beat.
+    accept : In(1)
+        Beats may be taken (a register of the caller's).
+    o : Out(stream of :func:`field_beat_layout`, always ready)
+        The beat ``latency`` clocks after it was accepted.
+    status : Out(packer_status_layout())
+        Sticky flags of the tensor at the output (replaced by the next tensor's first beat).
+
+    Pipeline (no enable; every stage register is loaded every clock)
+    ----------------------------------------------------------------
+    0. input register: the beat, ``cfg`` (read on a first beat), first/last.
+    1. the tensor's settings (``cfg`` of its first beat, held), valid-lane
+       count, block end; lanes beyond the count are zeroed (+0 quantizes to
+       a zero record and raises no flag).
+    2-5. the cfg decoder (:class:`sfp.hw.lane.LaneConfig`, pipelined: 4
+       stages), the refusal test and hold (2, 3), the record constants (2),
+       the random source (:class:`sfp.hw.prng.StochasticPipe`, 2, 3).
+    6-10. N :class:`sfp.hw.lane.Quantizer` lanes, pipelined (5 stages; 4
+       without stochastic rounding).
+
+    Latency: 10 clocks (9 without stochastic rounding).  Throughput: one beat per clock.
+    """
+
+    def __init__(self, p: HwParams):
+        from .lane import DECODE_LATENCY, quantizer_latency
+        self.p = p
+        self.latency = 1 + DECODE_LATENCY + quantizer_latency(p)
+        super().__init__({
+            "s_axis": In(stream.Signature(value_beat_layout(p))),
+            "cfg": In(config_layout()),
+            "accept": In(1),
+            "o": Out(stream.Signature(field_beat_layout(p), always_ready=True)),
+            "status": Out(packer_status_layout()),
+        })
+
+    def elaborate(self, platform):
+        from .lane import DECODE_LATENCY, LaneConfig, Quantizer, cfg_supported, quantizer_latency
+        from .prng import StochasticPipe
+
+        m = Module()
+        p = self.p
+        n, vmax = p.lanes, p.max_value_bits
+        bpb = p.block // n
+        reg = Delays(m, "fe")
+
+        # -- 0: input register ------------------------------------------------
+        sa = self.s_axis
+        m.d.comb += sa.ready.eq(self.accept)
+        fire = sa.valid & self.accept
+        in_tensor = Signal()
+        with m.If(fire):
+            m.d.sync += in_tensor.eq(~sa.payload.last)
+        v0, first0, pl0, cfg0 = reg(fire), reg(~in_tensor), reg(sa.payload), reg(self.cfg)
+
+        # -- 1: the tensor's settings, count, block end, lane mask -----------------
+        tcfg = Signal(config_layout())
+        cfg_t = Signal(config_layout())
+        m.d.comb += cfg_t.eq(Mux(first0, cfg0, tcfg))
+        with m.If(v0 & first0):
+            m.d.sync += tcfg.eq(cfg0)
+        keep = Mux(pl0.last, pl0.keep, Const((1 << n) - 1, n))
+        count = Signal(range(n + 1))
+        m.d.comb += count.eq(sum(keep[j] for j in range(n)))
+        bb = Signal(range(max(bpb, 2)))        # beat in block
+        bend = pl0.last | (bb == bpb - 1)
+        with m.If(v0):
+            m.d.sync += bb.eq(Mux(bend, 0, bb + 1))
+        lanes = Signal(data.ArrayLayout(p.src.width, n))
+        for j in range(n):
+            m.d.comb += lanes[j].eq(Mux(keep[j], pl0.data[j], 0))
+        v1, first1, last1, cfg1 = reg(v0), reg(first0), reg(pl0.last), reg(cfg_t)
+        count1, bend1, lanes1 = reg(count), reg(bend), reg(lanes)
+
+        # -- 2..5: per-tensor constants, refusal, random words ---------------------
+        m.submodules.dec = dec = LaneConfig(p, pipelined=True)
+        m.d.comb += dec.cfg.eq(cfg1)
+        ok2 = reg(cfg_supported(p, cfg1))
+        first2 = reg(first1)
+        tdrop = Signal()
+        drop_now = Mux(first2, ~ok2, tdrop)
+        with m.If(delay(m, v1, 1, "fe_v2") & first2):
+            m.d.sync += tdrop.eq(~ok2)
+        drop3 = reg(drop_now)
+        v = reg(cfg1.sign + cfg1.exp_bits + cfg1.man_bits)
+        camt = reg(cfg1.man_bits)
+        samt = reg(cfg1.man_bits + cfg1.exp_bits)
+        rnd = Signal(data.ArrayLayout(32, n))
+        if p.stochastic:
+            m.submodules.prng = prng = StochasticPipe(n)
+            m.d.comb += [prng.valid.eq(v1), prng.first.eq(first1), prng.seed.eq(cfg1.seed)]
+            rnd = delay(m, prng.x, DECODE_LATENCY - StochasticPipe.LATENCY, "fe_rnd")
+        lanes5 = delay(m, lanes1, DECODE_LATENCY, "fe_lanes")
+
+        # -- 6..9: the lanes -----------------------------------------------------------
+        fb = self.o.payload
+        neg = []
+        spc = []
+        for j in range(n):
+            q = Quantizer(p, predecoded=True, pipelined=True)
+            m.submodules[f"q{j}"] = q
+            m.d.comb += [q.value.eq(lanes5[j]), q.lcfg.eq(dec.lcfg), q.rnd.eq(rnd[j])]
+            m.d.comb += fb.fields[j].eq(q.fields)
+            neg.append(q.negative)
+            spc.append(q.special)
+        lat = DECODE_LATENCY + quantizer_latency(p)         # from stage 1 to the output
+        m.d.comb += [
+            fb.negative.eq(Cat(*neg)),
+            fb.special.eq(Cat(*spc)),
+            self.o.valid.eq(delay(m, v1, lat, "fe_valid")),
+            fb.count.eq(delay(m, count1, lat, "fe_count")),
+            fb.first.eq(delay(m, first1, lat, "fe_first")),
+            fb.last.eq(delay(m, last1, lat, "fe_last")),
+            fb.flush.eq(delay(m, bend1, lat, "fe_flush")),
+            fb.drop.eq(delay(m, drop3, lat - 2, "fe_drop")),
+            fb.v.eq(delay(m, v, lat - 1, "fe_v")),
+            fb.camt.eq(delay(m, camt, lat - 1, "fe_camt")),
+            fb.samt.eq(delay(m, samt, lat - 1, "fe_samt")),
+            fb.cfg.eq(delay(m, cfg1, lat, "fe_cfg")),
+        ]
+
+        # sticky flags of the tensor at the output
+        flags = Cat(fb.negative.any() & ~fb.drop, fb.special.any() & ~fb.drop, fb.drop)
+        st = Cat(self.status.negative, self.status.special, self.status.unsupported)
+        with m.If(self.o.valid):
+            with m.If(fb.first):
+                m.d.sync += st.eq(flags)
+            with m.Else():
+                m.d.sync += st.eq(st | flags)
+        return m
+
+
+class RecordFormer(wiring.Component):
+    """Field beats -> record beats: ``S<<(e+m) | C<<m | Q`` per lane (format.md 4.2), two register stages.
+
+    A refused tensor's beats leave as empty beats (no values, no block end),
+    so they write nothing but still retire through the credit gate.
+
+    Ports: ``i`` (:func:`field_beat_layout`), ``o`` (:func:`sfp.hw.wordpack.record_beat_layout`),
+    both always ready.  Latency: 2 (each variable shift in two halves).
+    """
+
+    latency = 2
+
+    def __init__(self, p: HwParams):
+        self.p = p
+        super().__init__({
+            "i": In(stream.Signature(field_beat_layout(p), always_ready=True)),
+            "o": Out(stream.Signature(record_beat_layout(p), always_ready=True)),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        p = self.p
+        n, vmax = p.lanes, p.max_value_bits
+        ib, ob = self.i.payload, self.o.payload
+        reg = Delays(m, "rec")
+        camt = _shift_amount(m, ib.camt, p.max_man_bits, "rec_camt")
+        samt = _shift_amount(m, ib.samt, vmax - 1, "rec_samt")
+        # each variable shift in two register stages: the low half of the
+        # amount's bits, then the high half
+        c_lo, s_lo = (len(camt) + 1) // 2, (len(samt) + 1) // 2
+        c_hi, s_hi = reg(camt[c_lo:]), reg(samt[s_lo:])
+        drop = reg(ib.drop)
+        for j in range(n):
+            f = ib.fields[j]
+            code1 = reg((f.code << camt[:c_lo])[:vmax])
+            sign1 = reg(((f.sign & ib.cfg.sign) << samt[:s_lo])[:vmax])
+            man1 = reg(f.man)
+            rec = man1 | (code1 << (c_hi << c_lo)) | (sign1 << (s_hi << s_lo))
+            m.d.sync += ob.recs[j].eq(Mux(drop, 0, rec[:vmax]))
+        m.d.sync += [
+            self.o.valid.eq(reg(self.i.valid)),
+            ob.v.eq(reg(ib.v)),
+            ob.count.eq(reg(Mux(ib.drop, 0, ib.count))),
+            ob.flush.eq(reg(ib.flush & ~ib.drop)),
+            ob.last.eq(reg(ib.last & ~ib.drop)),
+        ]
+        return m
+
+
+class StatusQueue(wiring.Component):
+    """The ``m_status`` stream: one :func:`sfp.hw.status.status_layout` entry per tensor, in order.
+
+    The front half of an entry (flags, values, refusal) is formed from the
+    field beats of :class:`PackerFrontEnd` and queued at the tensor's last
+    beat (this queue is under the packer's credit gate, so it never
+    overflows); the word count is counted on ``m_axis`` as the words are
+    taken and queued at the tensor's last word.  When both halves are there
+    (a refused tensor writes no words: its entry needs only the first half)
+    the entry goes into an :attr:`OUT_DEPTH`-entry output queue, so it
+    follows the tensor's last word.  ``m_status`` never holds up the data
+    path: an entry that finds the output queue full is dropped and ``lost``
+    is set (sticky until reset), as in the unpacker.
+
+    Ports
+    -----
+    beat : In(stream of :func:`field_beat_layout`, always ready)
+        A tap of the front end's output.
+    words_taken : In(1), words_last : In(1)
+        A word was taken on ``m_axis`` / it was the tensor's last.
+    m_status : Out(stream of :func:`status_layout`)
+    queued : Out(range(depth + 2))
+        Front halves written and not yet joined (for the credit gate).
+    lost : Out(1)
+        Sticky: an entry was dropped because ``m_status`` was not read.
+    """
+
+    OUT_DEPTH = 8
+
+    def __init__(self, p: HwParams, depth: int):
+        self.p = p
+        self.depth = depth
+        super().__init__({
+            "beat": In(stream.Signature(field_beat_layout(p), always_ready=True)),
+            "words_taken": In(1),
+            "words_last": In(1),
+            "m_status": Out(stream.Signature(status_layout())),
+            "queued": Out(range(depth + 2)),
+            "lost": Out(1),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        front = data.StructLayout({"negative": 1, "special": 1, "unsupported": 1, "values": 32})
+        m.submodules.fq = fq = LutQueue(front.size, self.depth)
+        m.submodules.wq = wq = LutQueue(32, self.depth)
+        m.submodules.oq = oq = LutQueue(status_layout().size, self.OUT_DEPTH - 1)
+
+        b = self.beat.payload
+        bv = self.beat.valid
+        neg = Signal()
+        spc = Signal()
+        values = Signal(32)
+        b_neg = b.negative.any() & ~b.drop
+        b_spc = b.special.any() & ~b.drop
+        neg_t = Mux(b.first, 0, neg) | b_neg
+        spc_t = Mux(b.first, 0, spc) | b_spc
+        values_t = (Mux(b.first, 0, values) + b.count)[:32]
+        with m.If(bv):
+            m.d.sync += [neg.eq(neg_t), spc.eq(spc_t), values.eq(values_t)]
+        fin = data.View(front, fq.w_data)
+        m.d.comb += [
+            fq.w_en.eq(bv & b.last),
+            fin.negative.eq(neg_t), fin.special.eq(spc_t), fin.unsupported.eq(b.drop), fin.values.eq(values_t),
+        ]
+
+        words = Signal(32)
+        with m.If(self.words_taken):
+            m.d.sync += words.eq(Mux(self.words_last, 0, words + 1))
+        m.d.comb += [wq.w_en.eq(self.words_taken & self.words_last), wq.w_data.eq(words + 1)]
+
+        # join the halves into the output queue (or drop the entry when it is full);
+        # each half is first taken into a head register, so that the join is
+        # decided from registers only (no path from a queue's level through
+        # the join back into the queues' pointers)
+        hf_v, hw_v = Signal(), Signal()
+        hf = Signal(front)
+        hw = Signal(32)
+        join = hf_v & (hf.unsupported | hw_v)
+        use_w = join & ~hf.unsupported
+        m.d.comb += [fq.r_en.eq(~hf_v | join), wq.r_en.eq(~hw_v | use_w)]
+        with m.If(fq.r_rdy & fq.r_en):
+            m.d.sync += [hf.eq(fq.r_data), hf_v.eq(1)]
+        with m.Elif(join):
+            m.d.sync += hf_v.eq(0)
+        with m.If(wq.r_rdy & wq.r_en):
+            m.d.sync += [hw.eq(wq.r_data), hw_v.eq(1)]
+        with m.Elif(use_w):
+            m.d.sync += hw_v.eq(0)
+        ent = data.View(status_layout(), oq.w_data)
+        m.d.comb += [
+            ent.negative.eq(hf.negative),
+            ent.special.eq(hf.special),
+            ent.unsupported.eq(hf.unsupported),
+            ent.values.eq(hf.values),
+            ent.words.eq(Mux(hf.unsupported, 0, hw)),
+            oq.w_en.eq(join),
+        ]
+        with m.If(join & ~oq.w_rdy):
+            m.d.sync += self.lost.eq(1)
+        st = self.m_status
+        m.d.comb += [st.valid.eq(oq.r_rdy), st.payload.eq(oq.r_data), oq.r_en.eq(st.ready)]
+        m.d.sync += self.queued.eq(self.queued + fq.w_en - join)
+        return m
 
 
 class Packer(wiring.Component):
@@ -53,7 +384,8 @@ class Packer(wiring.Component):
         ``data[j]`` is value ``t*N + j`` of the tensor (t = beat in tensor).
         ``last`` ends the tensor; on that beat ``keep`` (a prefix mask, at
         least one lane) says which lanes hold values.  On other beats all
-        lanes are values and ``keep`` is ignored.
+        lanes are values and ``keep`` is ignored.  A tensor whose ``last``
+        never comes is never finished (the caller's business).
     cfg : In(config_layout())
         Per-tensor settings, sampled when a tensor's first beat is accepted
         (``length`` is not used: ``last`` ends the tensor).
@@ -64,55 +396,28 @@ class Packer(wiring.Component):
         final block.  (Equal to ``encode_image(...).block_words``.)  With
         Gecko a block is Gecko-coded iff L_b is less than its plain length;
         the unpacker needs this stream (its ``s_len``).
-    status : Out({negative, special, unsupported})
-        Sticky flags (format.md 7) about the current tensor: a negative value
-        met with the sign elided, Inf/NaN with specials off, a refused cfg
-        (its beats are consumed and dropped, nothing is written).  They are
-        cleared at reset and replaced when the next tensor's first beat
-        passes the quantizer stage (one cycle after its cfg is sampled), so
-        each tensor's flags describe that tensor alone, also back to back.
+    m_status : Out(stream of :func:`sfp.hw.status.status_layout`)
+        One entry per tensor, in order, after its last word has been taken:
+        negative, special, unsupported (refused: no words, no lengths),
+        values, words.  It never holds up the data path: entries that find
+        its 8-entry queue full are dropped and set ``status.lost``.
+    status : Out({negative, special, unsupported, lost})
+        Sticky flags (format.md 7) of the tensor at the lanes' output,
+        replaced by the next tensor's first beat there; ``lost``: sticky
+        until reset, an ``m_status`` entry was dropped.
 
-    Pipeline
-    --------
-    0. input register: the beat, its cfg (``cfg`` port on a first beat, the
-       latched copy otherwise), lane count, block-end and tensor-end flags,
-       and the stochastic-rounding source's N words for this beat
-       (:class:`sfp.hw.prng.StochasticSource`, restarted with the seed by each
-       tensor's first beat, so value index i counts from 0 per tensor).
-    1. N combinational :class:`sfp.hw.lane.Quantizer` lanes, registered fields
-       and status flags.
-    2. records formed from the fields, concatenated by the
-       :class:`WordPacker` tree, registered.
-    3. bit accumulator, words into the output FIFO.
-
-    With ``p.gecko``, stages 2 and 3 are the :class:`GeckoEncoder`, fed the
-    registered stage-1 fields, lane count, tensor end and cfg (it counts
-    blocks itself); its ``i.ready`` is the one enable.
-
-    Latency: a word appears on ``m_axis`` 4 cycles after the beat that
-    completes it is accepted.  With ``p.gecko`` the whole block is analysed
-    before its first word (plain or coded): the block's first word is out
-    B/8 + 12 clocks after its last beat is accepted (measured: 44 at
-    B = 256 and 20 at B = 64 with N = 8, 27 at B = 128 with N = 4).
+    Latency: the word a beat completes is valid on ``m_axis`` ``latency + 1``
+    clocks after the clock edge that accepted the beat (plain; 25 for bf16
+    N = 8 W = 128 with stochastic rounding, measured in amaranth.sim).  Gecko: the front end's 9 clocks, the queue, then
+    :class:`GeckoEncoder`'s block latency.
 
     Throughput: one beat (N values) per clock, with no bubble at block or
     tensor boundaries, also between tensors with different settings, while
-    ``m_axis`` and ``m_len`` are ready: every stage moves on one enable, which
-    is low only when the word FIFO could not take two words or the length
-    FIFO one entry; :class:`WordPacker` shows that never happens with ready
-    sinks because a block's words never outnumber its beats (N*Vmax <= W is
-    checked by :class:`HwParams`).  ``s_axis.ready`` depends only on
-    registered FIFO levels.
-
-    With ``p.gecko``: one beat per clock as long as the encoder's four
-    block banks rotate in time (see :class:`GeckoEncoder`), i.e. on
-    tensors of several blocks with B/N >= 4; each tensor's last, partial
-    block holds a bank for its full analysis and emission, so runs of
-    tensors shorter than a block stall the input (about B/4 clocks per
-    tensor).  Measured with ready sinks, long tensors back to back with
-    different settings, Gecko on and off: 1.0 beats/clock at N = 8,
-    B = 256 and N = 4, B = 32/128; 0.992 at N = 8, B = 64.
-    ``s_axis.ready`` is a function of registered state only.
+    ``m_axis``, ``m_len`` and ``m_status`` are ready: :class:`CreditGate`
+    admits a beat while beats in flight + queued entries stay 4 below the
+    queue depth, which is chosen above the pipeline's length
+    (:func:`sfp.hw.wordpack.queue_depth`).  ``s_axis.ready`` is a register.
+    With ``p.gecko`` the rate is :class:`GeckoEncoder`'s.
     """
 
     def __init__(self, p: HwParams):
@@ -125,169 +430,81 @@ class Packer(wiring.Component):
             "cfg": In(config_layout()),
             "m_axis": Out(stream.Signature(word_layout(p))),
             "m_len": Out(stream.Signature(len_layout())),
+            "m_status": Out(stream.Signature(status_layout())),
             "status": Out(packer_status_layout()),
         })
+        from .lane import DECODE_LATENCY, quantizer_latency
+        fe_lat = 1 + DECODE_LATENCY + quantizer_latency(p)
+        if p.gecko:
+            self.latency = fe_lat + 2
+        else:
+            self.latency = fe_lat + RecordFormer.latency + RecordConcat.latency_of(p) + BitAccumulator.latency_of(p)
 
     def elaborate(self, platform):
-        from .lane import LaneConfig, Quantizer, cfg_supported, lane_cfg_layout
-        from .prng import StochasticSource
-
         m = Module()
         p = self.p
-        n, vmax = p.lanes, p.max_value_bits
-        bpb = p.block // n
-
-        if p.gecko:
-            from .gecko_pack import GeckoEncoder
-            m.submodules.words = wp = GeckoEncoder(p)
-        else:
-            m.submodules.words = wp = WordPacker(p)
-        wiring.connect(m, wiring.flipped(self.m_axis), wp.words)
-        wiring.connect(m, wiring.flipped(self.m_len), wp.lens)
-        en = wp.i.ready                       # one enable for every stage
-
-        # -- stage 0: accept and register the beat ----------------------------
-        sa = self.s_axis
-        m.d.comb += sa.ready.eq(en)
-        fire = sa.valid & en
-
-        in_tensor = Signal()                  # a tensor's first beat has been accepted
-        tcfg = Signal(config_layout())        # its settings
-        tdrop = Signal()                      # it is refused
-        bb = Signal(range(max(bpb, 2)))       # beat in block
-
-        first = ~in_tensor
-        cfg_now = Signal(config_layout())
-        drop_now = Signal()
-        ok = Signal()
-        m.d.comb += ok.eq(cfg_supported(p, self.cfg))
-        with m.If(first):
-            m.d.comb += [cfg_now.eq(self.cfg), drop_now.eq(~ok)]
-        with m.Else():
-            m.d.comb += [cfg_now.eq(tcfg), drop_now.eq(tdrop)]
-
-        count = Signal(range(n + 1))
-        with m.If(sa.payload.last):
-            m.d.comb += count.eq(sum(sa.payload.keep[j] for j in range(n)))
-        with m.Else():
-            m.d.comb += count.eq(n)
-        bend = sa.payload.last | (bb == bpb - 1)
-
-        with m.If(fire):
-            m.d.sync += in_tensor.eq(~sa.payload.last)
-            with m.If(first):
-                m.d.sync += [tcfg.eq(self.cfg), tdrop.eq(~ok)]
-            with m.If(bend):
-                m.d.sync += bb.eq(0)
-            with m.Else():
-                m.d.sync += bb.eq(bb + 1)
-
-        s0_valid = Signal()
-        s0_data = Signal(data.ArrayLayout(p.src.width, n))
-        s0_count = Signal(range(n + 1))
-        s0_last = Signal()
-        s0_first = Signal()
-        s0_drop = Signal()
-        s0_bend = Signal()
-        s0_cfg = Signal(config_layout())
-        s0_lcfg = Signal(lane_cfg_layout(p))  # the lanes' constants, decoded from cfg_now
-        s0_rnd = Signal(data.ArrayLayout(32, n))
-
-        # The lanes' per-tensor constants are decoded once, from the cfg as it
-        # enters stage 0, and registered with the beat: valid for a tensor's
-        # first beat, and off the per-value path of stage 1.
-        m.submodules.lcfg = lcfg = LaneConfig(p)
-        m.d.comb += lcfg.cfg.eq(cfg_now)
-
-        # Stochastic-rounding words of the beat being accepted (combinational
-        # from the source): restarted with the seed by a tensor's first beat
-        # (indices 0..N-1), advanced by every accepted beat, so value index i
-        # counts from 0 at each tensor's first value.  Registered with the beat.
-        if p.stochastic:
-            m.submodules.prng = prng = StochasticSource(n)
-            m.d.comb += [
-                prng.seed.eq(self.cfg.seed),
-                prng.restart.eq(fire & first),
-                prng.advance.eq(fire),
-            ]
-        with m.If(en):
-            m.d.sync += s0_valid.eq(sa.valid)
-            with m.If(sa.valid):
-                m.d.sync += [
-                    s0_data.eq(sa.payload.data),
-                    s0_count.eq(count),
-                    s0_last.eq(sa.payload.last),
-                    s0_first.eq(first),
-                    s0_drop.eq(drop_now),
-                    s0_bend.eq(bend),
-                    s0_cfg.eq(cfg_now),
-                    s0_lcfg.eq(lcfg.lcfg),
-                ]
-                if p.stochastic:
-                    m.d.sync += s0_rnd.eq(prng.x)
-
-        # -- stage 1: quantizer lanes ------------------------------------------
-        s1_valid = Signal()
-        s1_fields = Signal(data.ArrayLayout(fields_layout(p), n))
-        s1_count = Signal(range(n + 1))
-        s1_last = Signal()
-        s1_bend = Signal()
-        s1_cfg = Signal(config_layout())
-        neg = []
-        spc = []
-        for j in range(n):
-            q = Quantizer(p, predecoded=True)
-            m.submodules[f"q{j}"] = q
-            m.d.comb += [q.value.eq(s0_data[j]), q.lcfg.eq(s0_lcfg), q.rnd.eq(s0_rnd[j])]
-            lane_ok = s0_count > j
-            neg.append(q.negative & lane_ok)
-            spc.append(q.special & lane_ok)
-            with m.If(en):
-                m.d.sync += s1_fields[j].eq(q.fields)
-        with m.If(en):
-            m.d.sync += [
-                s1_valid.eq(s0_valid & ~s0_drop),
-                s1_count.eq(s0_count),
-                s1_last.eq(s0_last),
-                s1_bend.eq(s0_bend),
-                s1_cfg.eq(s0_cfg),
-            ]
-            with m.If(s0_valid):
-                flags = Cat(Cat(*neg).any() & ~s0_drop, Cat(*spc).any() & ~s0_drop, s0_drop)
-                with m.If(s0_first):
-                    m.d.sync += self.status.as_value().eq(flags)
-                with m.Else():
-                    m.d.sync += self.status.as_value().eq(self.status.as_value() | flags)
-
-        if p.gecko:
-            # -- stage 2..: the Gecko encoder takes the registered fields --------
-            ib = wp.i.payload
-            m.d.comb += [
-                wp.i.valid.eq(s1_valid),
-                ib.fields.eq(s1_fields),
-                ib.count.eq(s1_count),
-                ib.last.eq(s1_last),
-                ib.cfg.eq(s1_cfg),
-            ]
-            return m
-
-        # -- stage 2 input: records --------------------------------------------
-        c = s1_cfg
-        ib = wp.i.payload
-        mw = len(s1_fields[0].man)
-        for j in range(n):
-            f = s1_fields[j]
-            lane_ok = s1_count > j
-            camt = _shift_amount(m, c.man_bits, p.max_man_bits, f"rec{j}_camt")
-            samt = _shift_amount(m, c.man_bits + c.exp_bits, vmax - 1, f"rec{j}_samt")
-            man = f.man & Cat(*(c.man_bits > i for i in range(mw)))
-            rec = man | (f.code << camt) | ((f.sign & c.sign) << samt)
-            m.d.comb += ib.recs[j].eq(rec[:vmax] & lane_ok.replicate(vmax))
+        m.submodules.front = fe = PackerFrontEnd(p)
+        wiring.connect(m, wiring.flipped(self.s_axis), fe.s_axis)
         m.d.comb += [
-            wp.i.valid.eq(s1_valid),
-            ib.v.eq(c.sign + c.exp_bits + c.man_bits),
-            ib.count.eq(s1_count),
-            ib.flush.eq(s1_bend),
-            ib.last.eq(s1_last),
+            fe.cfg.eq(self.cfg),
+            self.status.negative.eq(fe.status.negative),
+            self.status.special.eq(fe.status.special),
+            self.status.unsupported.eq(fe.status.unsupported),
         ]
+        fire = self.s_axis.valid & self.s_axis.ready
+
+        if p.gecko:
+            from .gecko_pack import GeckoEncoder, field_beat_in_layout
+            depth = queue_depth(fe.latency + 2)
+            m.submodules.words = ge = GeckoEncoder(p)
+            gl = field_beat_in_layout(p)
+            m.submodules.gq = gq = LutQueue(gl.size, depth)
+            gin = data.View(gl, gq.w_data)
+            fb = fe.o.payload
+            m.d.comb += [
+                gq.w_en.eq(fe.o.valid & ~fb.drop),
+                gin.fields.eq(fb.fields), gin.count.eq(fb.count), gin.last.eq(fb.last), gin.cfg.eq(fb.cfg),
+                ge.i.valid.eq(gq.r_rdy),
+                ge.i.payload.eq(gq.r_data),
+                gq.r_en.eq(ge.i.ready),
+            ]
+            gq_n = Signal(range(depth + 2))
+            m.d.sync += gq_n.eq(gq_n + gq.w_en - (gq.r_rdy & gq.r_en))
+            retire = fe.o.valid
+            words, lens = ge.words, ge.lens
+            queued = [gq_n]
+        else:
+            m.submodules.rec = rec = RecordFormer(p)
+            m.submodules.cat = cat = RecordConcat(p)
+            depth = queue_depth(self.latency)
+            m.submodules.accum = acc = BitAccumulator(p, depth)
+            wiring.connect(m, fe.o, rec.i)
+            wiring.connect(m, rec.o, cat.i)
+            wiring.connect(m, cat.o, acc.i)
+            retire = acc.retire
+            words, lens = acc.words, acc.lens
+            queued = [acc.words_queued, acc.lens_queued]
+
+        wiring.connect(m, wiring.flipped(self.m_axis), words)
+        wiring.connect(m, wiring.flipped(self.m_len), lens)
+
+        m.submodules.status_q = sq = StatusQueue(p, depth)
+        m.d.comb += [
+            sq.beat.valid.eq(fe.o.valid),
+            sq.beat.payload.eq(fe.o.payload),
+            sq.words_taken.eq(self.m_axis.valid & self.m_axis.ready),
+            sq.words_last.eq(self.m_axis.payload.last),
+        ]
+        wiring.connect(m, wiring.flipped(self.m_status), sq.m_status)
+        m.d.comb += self.status.lost.eq(sq.lost)
+        queued.append(sq.queued)
+
+        m.submodules.gate = gate = CreditGate(depth, len(queued))
+        m.d.comb += [
+            fe.accept.eq(gate.ready),
+            gate.fire.eq(fire),
+            gate.retire.eq(retire),
+        ]
+        for k, q in enumerate(queued):
+            m.d.comb += gate.queued[k].eq(q)
         return m

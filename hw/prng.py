@@ -12,7 +12,7 @@ from amaranth.hdl import Module, Mux, Signal, Value
 from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
 
-__all__ = ["StochasticSource", "WEYL", "xorshift32"]
+__all__ = ["StochasticSource", "StochasticPipe", "WEYL", "xorshift32"]
 
 WEYL = 0x9E3779B9
 _MASK = 0xFFFFFFFF
@@ -91,4 +91,61 @@ class StochasticSource(wiring.Component):
         for j in range(n):
             lane = base if j == 0 else (base + ((j * WEYL) & _MASK))[:32]
             m.d.comb += self.x[j].eq(xorshift32(lane))
+        return m
+
+
+class StochasticPipe(wiring.Component):
+    """The random words of :class:`StochasticSource`, pipelined for a free-running datapath.
+
+    Where :class:`StochasticSource` answers in the same cycle (a mux, a 32-bit
+    adder and three XOR levels in series), this version registers the Weyl
+    values of the beat's N indices and then their xorshift32 whitening, so
+    every path is an adder or at most two LUT levels of XOR.
+
+    Parameters
+    ----------
+    lanes : int
+        Values per beat ``N``.
+
+    Ports (sync domain, no enable: one beat may enter every cycle)
+    ---------------------------------------------------------------
+    valid : In(1)
+        A beat is at the input this cycle.
+    first : In(1)
+        It is a tensor's first beat: its indices are ``0 .. N-1`` (from ``seed``).
+    seed : In(32)
+        The tensor's seed, read when ``valid & first``.
+    x : Out(ArrayLayout(32, lanes))
+        ``xorshift32(seed + (t*N + j) * 0x9E3779B9)`` for the beat that was at
+        the input :attr:`LATENCY` cycles earlier (``t`` = its beat index in the tensor).
+
+    Latency: 2.  Throughput: one beat per clock.
+    """
+
+    LATENCY = 2
+
+    def __init__(self, lanes: int):
+        if lanes < 1:
+            raise ValueError(f"lanes must be >= 1, got {lanes}")
+        self.lanes = lanes
+        super().__init__({
+            "valid": In(1),
+            "first": In(1),
+            "seed": In(32),
+            "x": Out(data.ArrayLayout(32, lanes)),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        n = self.lanes
+        for j in range(n):
+            # w: Weyl value of lane j of the next beat; both successors are
+            # computed in parallel (from the seed and from w) and one is chosen.
+            w = Signal(32, name=f"w{j}")
+            base = Signal(32, name=f"base{j}")
+            m.d.sync += base.eq(Mux(self.first, (self.seed + ((j * WEYL) & _MASK))[:32], w))
+            with m.If(self.valid):
+                m.d.sync += w.eq(Mux(self.first, (self.seed + (((j + n) * WEYL) & _MASK))[:32],
+                                     (w + ((n * WEYL) & _MASK))[:32]))
+            m.d.sync += self.x[j].eq(xorshift32(base))
         return m

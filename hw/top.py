@@ -51,6 +51,7 @@ from amaranth.lib.wiring import In, Out
 
 from .packer import Packer
 from .params import HwParams, ParamError, config_layout
+from .status import status_layout
 from .unpacker import Unpacker
 from .wordpack import LEN_WIDTH
 
@@ -91,6 +92,13 @@ class PackerTop(wiring.Component):
     ``s_axis_tdata`` holds N source values, lane j in bits ``[j*SW +: SW]``
     (SW = source width); ``s_axis_tkeep`` has one bit per lane (not per
     byte), a prefix mask read only on the ``tlast`` beat.
+
+    ``m_status_tdata`` is the :func:`sfp.hw.status.status_layout` entry
+    packed LSB first: bit 0 ``negative``, 1 ``special``, 2 ``unsupported``,
+    3 ``corrupt`` (0 here), 4 ``length_error`` (0 here), bits 5-36
+    ``values``, bits 37-68 ``words``; one entry per tensor, after its last
+    word was taken.  It never holds up the data path (entries that find the
+    8-entry queue full are dropped and set ``status_lost``).
     """
 
     def __init__(self, p: HwParams):
@@ -104,7 +112,9 @@ class PackerTop(wiring.Component):
             "m_len_tdata": Out(LEN_WIDTH), "m_len_tlast": Out(1),
             "m_len_tvalid": Out(1), "m_len_tready": In(1),
             **_cfg_members(),
+            "m_status_tdata": Out(status_layout().size), "m_status_tvalid": Out(1), "m_status_tready": In(1),
             "status_negative": Out(1), "status_special": Out(1), "status_unsupported": Out(1),
+            "status_lost": Out(1),
         })
 
     def elaborate(self, platform):
@@ -128,6 +138,10 @@ class PackerTop(wiring.Component):
             self.status_negative.eq(core.status.negative),
             self.status_special.eq(core.status.special),
             self.status_unsupported.eq(core.status.unsupported),
+            self.status_lost.eq(core.status.lost),
+            self.m_status_tdata.eq(core.m_status.payload),
+            self.m_status_tvalid.eq(core.m_status.valid),
+            core.m_status.ready.eq(self.m_status_tready),
         ]
         _connect_cfg(m, self, core.cfg)
         return m
@@ -138,6 +152,11 @@ class UnpackerTop(wiring.Component):
 
     With ``p.gecko`` it also has ``s_len_tdata`` (32), ``s_len_tlast``,
     ``s_len_tvalid`` (in) and ``s_len_tready`` (out): the block index.
+
+    ``m_status_tdata`` is the :func:`sfp.hw.status.status_layout` entry
+    packed LSB first: bit 0 ``negative`` (0 here), 1 ``special`` (0 here),
+    2 ``unsupported``, 3 ``corrupt``, 4 ``length_error``, bits 5-36
+    ``values``, bits 37-68 ``words``.
     """
 
     def __init__(self, p: HwParams):
@@ -152,12 +171,23 @@ class UnpackerTop(wiring.Component):
             "m_axis_tdata": Out(n * sw), "m_axis_tkeep": Out(n), "m_axis_tlast": Out(1),
             "m_axis_tvalid": Out(1), "m_axis_tready": In(1),
             **_cfg_members(),
-            "status_unsupported": Out(1),
+            "m_status_tdata": Out(status_layout().size), "m_status_tvalid": Out(1), "m_status_tready": In(1),
+            "status_unsupported": Out(1), "status_corrupt": Out(1), "status_length_error": Out(1),
+            "status_lost": Out(1),
         })
 
     def elaborate(self, platform):
         m = Module()
         m.submodules.core = core = Unpacker(self.p)
+        ms = core.m_status
+        m.d.comb += [
+            self.m_status_tdata.eq(ms.payload),
+            self.m_status_tvalid.eq(ms.valid),
+            ms.ready.eq(self.m_status_tready),
+            self.status_corrupt.eq(core.status.corrupt),
+            self.status_length_error.eq(core.status.length_error),
+            self.status_lost.eq(core.status.lost),
+        ]
         sa, ma = core.s_axis, core.m_axis
         m.d.comb += [
             sa.payload.data.eq(self.s_axis_tdata),
@@ -188,7 +218,10 @@ _DOC = {
     "rst": "synchronous reset, active high",
     "status_negative": "sticky: a negative value met with the sign elided (stored as +0)",
     "status_special": "sticky: Inf/NaN met with specials off (stored saturated / +0)",
-    "status_unsupported": "sticky: the tensor's cfg exceeds the built maxima; the tensor was refused",
+    "status_unsupported": "sticky: the tensor was refused: its cfg holds an invalid code (exp_bits < 2, "
+                          "rounding 3, exp_base above the largest finite exponent - 1) or asks for more than "
+                          "the build has (man_bits/exp_bits above the maxima, stochastic rounding or Gecko "
+                          "not built)",
     "m_len_tdata": "length in words of one block (the block index entry L_b)",
     "m_len_tlast": "the tensor's last block",
     "m_len_tvalid": "block length valid",
@@ -198,6 +231,17 @@ _DOC = {
     "s_len_tlast": "the tensor's last block (not used: the count is ceil(cfg_length / block))",
     "s_len_tvalid": "block length valid",
     "s_len_tready": "block length accepted",
+    "m_status_tdata": "per-tensor status entry, one per tensor in order (hw/status.py layout, LSB first): "
+                      "bit 2 unsupported (refused: zero beats), 3 corrupt (invalid Gecko code / block parse), "
+                      "4 length_error (words ended early/late vs cfg_length and the block lengths, or an s_len "
+                      "entry disagrees), bits 5-36 values (cfg_length), bits 37-68 words consumed (up to tlast)",
+    "m_status_tvalid": "status entry valid",
+    "m_status_tready": "status entry accepted (never holds up the data path; entries that find the "
+                       "8-entry queue full are dropped and set status_lost)",
+    "status_corrupt": "flags of the last finished tensor: its words cannot be a valid Gecko image",
+    "status_length_error": "flags of the last finished tensor: its word stream or block index disagreed "
+                           "with cfg_length (output completed with zeros from the error on)",
+    "status_lost": "sticky until reset: an m_status entry was dropped (m_status not read)",
 }
 
 
@@ -231,6 +275,13 @@ def port_table(which: str, p: HwParams) -> list[dict]:
             "s_axis_tlast": "last beat of the tensor", "s_axis_tvalid": "beat valid", "s_axis_tready": "beat accepted",
             "m_axis_tdata": words, "m_axis_tlast": "the tensor's final word",
             "m_axis_tvalid": "word valid", "m_axis_tready": "word accepted",
+            "m_status_tdata": "per-tensor status entry, one per tensor in order, after its last word was taken "
+                              "(hw/status.py layout, LSB first): bit 0 negative, 1 special, 2 unsupported "
+                              "(refused: no words), 3-4 zero, bits 5-36 values (counted from s_axis), "
+                              "bits 37-68 words written",
+            "status_negative": "flags of the tensor at the lanes' output (replaced by the next tensor's first "
+                               "beat): a negative value met with the sign elided (stored as its magnitude)",
+            "status_special": "flags of the tensor at the lanes' output: Inf/NaN met with specials off",
         })
     else:
         doc.update({
@@ -239,6 +290,9 @@ def port_table(which: str, p: HwParams) -> list[dict]:
             "m_axis_tdata": vals + " (lanes outside tkeep are 0)",
             "m_axis_tkeep": "lane-valid prefix mask (all ones except maybe on the tlast beat)",
             "m_axis_tlast": "last beat of the tensor", "m_axis_tvalid": "beat valid", "m_axis_tready": "beat accepted",
+            "status_unsupported": "flags of the last finished tensor: its cfg exceeds the built maxima, or "
+                                  "cfg_length = 0 (refused: its words consumed up to tlast, ceil(cfg_length/N) "
+                                  "zero beats emitted)",
         })
     for name, _ in config_layout():
         doc[f"cfg_{name}"] = "per-tensor setting, sampled with the tensor's first beat/word: " + _CFG_DOC[name]

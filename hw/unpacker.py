@@ -1,13 +1,24 @@
 """The unpacker: a tensor's DRAM image (W-bit words) in, N reconstructed source values per beat out.
 
-:class:`sfp.hw.wordunpack.WordUnpacker` cuts the records out of the words and
-splits their fields; N :class:`sfp.hw.lane.Dequantizer` lanes rebuild the
-source bit patterns (format.md 3.7).  The output is exactly
-``sfp.model.quantize.quantize(x, settings, strict=False)``.  Built with
-``HwParams.gecko``, :class:`sfp.hw.gecko_unpack.GeckoDecoder` takes the place of
-the WordUnpacker: it reads the Gecko layout (format.md 5) of tensors with
-``cfg.gecko = 1`` and the plain layout of the others, and needs the block
-index on the extra ``s_len`` port.
+Stages (each a ``wiring.Component``, joined with ``wiring.connect``):
+
+* input: the words go into a FIFO; with each tensor's first word its ``cfg``
+  goes into a descriptor FIFO;
+* :class:`sfp.hw.unpack_seq.BeatSequencer`: the plain layout's arithmetic,
+  one command per beat;
+* :class:`sfp.hw.wordunpack.RecordCutter`: the word ring, beat issue and
+  the stream checks (length errors, refusal), one status entry per tensor;
+* :class:`sfp.hw.recsplit.RecordSplitter`: funnel shift, split tree and
+  field extraction, pipelined;
+* :class:`sfp.hw.dequant.DequantLanes`: N lanes, pipelined;
+* the output FIFO (``m_axis``), in which every issued beat has a reserved
+  slot (credits), so the datapath never stalls.
+
+Built with ``HwParams.gecko``, :class:`sfp.hw.gecko_unpack.GeckoDecoder` takes the
+place of the sequencer, cutter and splitter (it needs the block index on
+the extra ``s_len`` port) and feeds the same lanes and output FIFO.
+The output is exactly ``sfp.model.stream.unpack_stream`` (for valid images:
+``sfp.model.quantize.quantize(x, settings, strict=False)``).
 """
 
 from __future__ import annotations
@@ -16,16 +27,32 @@ from amaranth import Cat, Module, Mux, Signal
 from amaranth.lib import data, fifo, stream, wiring
 from amaranth.lib.wiring import In, Out
 
+from .dequant import DEQUANT_LATENCY, DequantLanes
 from .packer import value_beat_layout
 from .params import HwParams, config_layout
+from .recsplit import RecordSplitter, field_beat_layout, splitter_latency
+from .status import status_layout
+from .unpack_seq import BeatSequencer, desc_layout, tensor_consts
 from .wordpack import len_layout, word_layout
-from .wordunpack import WordUnpacker
+from .wordunpack import RecordCutter
 
-__all__ = ["Unpacker", "unpacker_status_layout"]
+__all__ = ["Unpacker", "unpacker_status_layout", "OUT_DEPTH"]
+
+#: Output FIFO depth: every beat in flight holds a slot, so this bounds the rate only below
+#: the pipeline's round trip (about 25 clocks at N = 8, plus the credit margin of 5).
+OUT_DEPTH = 48
+#: Input word FIFO depth: words (and so each tensor's cfg) are taken this far ahead of their
+#: use, which gives the sequencer time to prepare the next tensor's constants.
+WORD_DEPTH = 16
+#: Command FIFO depth (sequencer -> cutter): how far the sequencer runs ahead.
+CMD_DEPTH = 4
+#: ``m_status`` FIFO depth.
+STATUS_DEPTH = 8
 
 
 def unpacker_status_layout() -> data.StructLayout:
-    return data.StructLayout({"unsupported": 1})
+    """The flags of the last finished tensor, and ``lost`` (an ``m_status`` entry dropped)."""
+    return data.StructLayout({"unsupported": 1, "corrupt": 1, "length_error": 1, "lost": 1})
 
 
 class Unpacker(wiring.Component):
@@ -41,54 +68,43 @@ class Unpacker(wiring.Component):
     Ports
     -----
     s_axis : In(stream of {data: W, last: 1})
-        The tensor's words (``sum(L_b)`` of them, as the packer wrote them),
-        ``last`` on its final word; tensors follow one another.
+        The tensor's words, ``last`` on its final word; tensors follow one
+        another.  A valid image has ``sum(L_b)`` words; any other count is
+        a length error (see ``m_status``), and the unpacker still takes
+        exactly the words up to ``last``.
     s_len : In(stream of {data: 32, last: 1})  (only with ``p.gecko``)
         The block index: every tensor's L_0, L_1, ... in tensor order,
         exactly the packer's ``m_len`` stream (also for tensors with
         ``cfg.gecko = 0`` and for refused ones).  A tensor has
         ``ceil(length/B)`` entries, counted from ``cfg.length`` (``last``
-        is not used).  Entries of Gecko tensors go to the decoder, which
-        takes L_b when it starts block b (coded iff L_b < plain length);
-        the others are consumed and dropped.  It may run ahead of
-        ``s_axis`` (a DMA engine reads the index first); the first word of
-        a tensor waits while 4 earlier tensors still have entries to come.
+        is not used).
     cfg : In(config_layout())
-        The tensor's settings including ``length`` (number of values, >= 1),
+        The tensor's settings including ``length`` (number of values),
         sampled when its first word is accepted.
     m_axis : Out(stream of {data: N source values, keep: N, last: 1})
-        ``ceil(length/N)`` beats; ``keep`` is all ones except on the last beat
-        (a prefix mask); lanes outside ``keep`` are 0.
-    status : Out({unsupported})
-        Sticky: the cfg asked for more than the hardware has (or Gecko when
-        not built); the tensor's words were consumed and dropped (and, with
-        ``p.gecko``, its ``ceil(length/B)`` ``s_len`` entries), no beat
-        emitted.  Cleared when the next tensor's cfg is sampled.
+        ``ceil(length/N)`` beats for every tensor, also a refused one or one
+        in error (whose values are 0 from the error on); ``keep`` is all
+        ones except on the last beat (a prefix mask); lanes outside
+        ``keep`` are 0.
+    m_status : Out(stream of :func:`sfp.hw.status.status_layout`)
+        One entry per tensor, in order, once its last beat has been issued
+        and its words consumed: ``unsupported`` (refused: zero beats),
+        ``corrupt``, ``length_error``, ``values`` (= ``cfg.length``),
+        ``words`` (consumed, up to ``last``).  Must be drained (tie
+        ``ready`` high if unused): 4 entries wait at most.
+    status : Out({unsupported, corrupt, length_error})
+        Sticky flags of the last tensor whose status entry was emitted.
 
-    Pipeline: the word ring, (1) decode/funnel shift, (2) record split and
-    fields, registered; N combinational Dequantizers into a 2-entry output
-    FIFO (registered outputs).  Latency: a beat is on ``m_axis`` 4 cycles
-    after the handshake of its last word.
-
-    Throughput: one beat per clock whenever the words come without gaps and
-    ``m_axis`` is ready, with no bubble at block or tensor boundaries (see
-    :class:`WordUnpacker`; tensors of at least 4 words).  The output FIFO
-    is written one beat per cycle and drained one per cycle, so it holds at
-    most one beat and its ``w_rdy`` (from its registered level, so there is
-    no combinational path from ``m_axis.ready`` to ``s_axis.ready``) stays high.
-
-    With ``p.gecko``: in front of the :class:`GeckoDecoder`, a refusal
-    stage (a refused tensor's words are taken and dropped, combinationally
-    on ``s_axis``) and the ``s_len`` router: a 4-entry queue of (entries,
-    to decoder or dropped) pushed with each tensor's first word, one idle
-    clock per tensor to load it.  Latency: a tensor's first beat is on
-    ``m_axis`` 7 clocks after its first word is accepted when its first
-    L_b is already waiting on ``s_len`` (decoder 3, router and L_b FIFO
-    3, output FIFO 1).  Throughput: one beat per clock with gapless words,
-    ``s_len`` entries available and ``m_axis`` ready, also across blocks,
-    tensors and Gecko on/off (measured 1.0 beats/clock on long tensors at
-    N = 8, B = 256/64 and N = 4, B = 32/128).  ``s_axis.ready`` also
-    depends combinationally on ``cfg`` on a tensor's first word (refusal).
+    Plain build, pipeline: input FIFO -> cutter (1) -> splitter
+    (:func:`sfp.hw.recsplit.splitter_latency`, 16 at bf16 N = 8 W = 128)
+    -> lanes (2) -> output FIFO.  Latency measured in amaranth.sim at bf16
+    N = 8 W = 128: 29 clocks from an idle unit's first word handshake to
+    its beat on ``m_axis`` (the tensor's cfg through the sequencer's two
+    stages and the command FIFO sets it).  Throughput: one beat per clock while
+    words come without gaps and ``m_axis`` is ready, across block and
+    tensor boundaries (tensors of at least 3 beats; the sequencer prepares
+    the next tensor's constants while the current one runs).  A length-0
+    tensor is refused (no beat, a status entry).
     """
 
     def __init__(self, p: HwParams):
@@ -96,6 +112,7 @@ class Unpacker(wiring.Component):
             "s_axis": In(stream.Signature(word_layout(p))),
             "cfg": In(config_layout()),
             "m_axis": Out(stream.Signature(value_beat_layout(p))),
+            "m_status": Out(stream.Signature(status_layout())),
             "status": Out(unpacker_status_layout()),
         }
         if p.gecko:
@@ -106,47 +123,110 @@ class Unpacker(wiring.Component):
         super().__init__(members)
 
     def elaborate(self, platform):
-        from .lane import Dequantizer, cfg_supported
-
         m = Module()
         p = self.p
-        n = p.lanes
         layout = value_beat_layout(p)
 
-        if p.gecko:
-            wu = self._gecko_front(m)
-        else:
-            m.submodules.words = wu = WordUnpacker(p)
-            wiring.connect(m, wiring.flipped(self.s_axis), wu.i)
-            m.d.comb += [
-                wu.cfg.eq(self.cfg),
-                wu.cfg_ok.eq(cfg_supported(p, self.cfg)),
-                self.status.unsupported.eq(wu.unsupported),
-            ]
+        m.submodules.lanes = lanes = DequantLanes(p)
+        m.submodules.ofifo = ofifo = fifo.SyncFIFOBuffered(width=layout.size, depth=OUT_DEPTH)
+        m.submodules.sfifo = sfifo = fifo.SyncFIFOBuffered(width=status_layout().size, depth=STATUS_DEPTH)
 
-        m.submodules.ofifo = ofifo = fifo.SyncFIFO(width=layout.size, depth=2)
-        out = data.View(layout, ofifo.w_data)
-        for j in range(n):
-            dq = Dequantizer(p)
-            m.submodules[f"dq{j}"] = dq
-            m.d.comb += [
-                dq.fields.eq(wu.o.payload.fields[j]),
-                dq.cfg.eq(wu.o.payload.cfg),
-                out.data[j].eq(dq.value & wu.o.payload.keep[j].replicate(p.src.width)),
-            ]
+        # credits: beats issued and not yet read from the output FIFO
+        inflight = Signal(range(OUT_DEPTH + 1))
+        issued = Signal()                     # a beat left the issuing stage (registered there)
+        nxt_inflight = Signal(range(OUT_DEPTH + 2))
+        m.d.comb += nxt_inflight.eq(inflight + issued - (self.m_axis.valid & self.m_axis.ready))
+        m.d.sync += inflight.eq(nxt_inflight)
+        # registered, and compared with the count's current value (not its next one: the
+        # add-then-compare was the critical path at 124.3 MHz); the margin of 5 covers the
+        # beats decided in the clocks before they are counted
+        room = Signal()
+        m.d.sync += room.eq(inflight < OUT_DEPTH - 5)
+
+        if p.gecko:
+            fields, status = self._gecko_front(m, room, issued)
+        else:
+            fields, status = self._plain_front(m, room, issued)
+        wiring.connect(m, fields, lanes.i)
+
         m.d.comb += [
-            out.keep.eq(wu.o.payload.keep),
-            out.last.eq(wu.o.payload.last),
-            ofifo.w_en.eq(wu.o.valid),
-            wu.o.ready.eq(ofifo.w_rdy),
+            ofifo.w_data.eq(lanes.o.payload),
+            ofifo.w_en.eq(lanes.o.valid),
             self.m_axis.valid.eq(ofifo.r_rdy),
             self.m_axis.payload.eq(ofifo.r_data),
             ofifo.r_en.eq(self.m_axis.ready),
         ]
+        m.d.comb += [
+            sfifo.w_data.eq(status.payload),
+            sfifo.w_en.eq(status.valid),
+            status.ready.eq(1),               # never held up by m_status (see the class docstring)
+            self.m_status.valid.eq(sfifo.r_rdy),
+            self.m_status.payload.eq(sfifo.r_data),
+            sfifo.r_en.eq(self.m_status.ready),
+        ]
+        with m.If(status.valid & ~sfifo.w_rdy):
+            m.d.sync += self.status.lost.eq(1)
+        with m.If(status.valid & status.ready):
+            m.d.sync += [
+                self.status.unsupported.eq(status.payload.unsupported),
+                self.status.corrupt.eq(status.payload.corrupt),
+                self.status.length_error.eq(status.payload.length_error),
+            ]
         return m
 
-    def _gecko_front(self, m: Module):
-        """The :class:`GeckoDecoder`, with the refusal and the block-index routing in front of it."""
+    def _plain_front(self, m: Module, room, issued):
+        """Input FIFOs, sequencer, cutter and splitter; returns (field beats, status entries)."""
+        p = self.p
+        m.submodules.wfifo = wfifo = fifo.SyncFIFOBuffered(width=p.word + 1, depth=WORD_DEPTH)
+        m.submodules.dfifo = dfifo = fifo.SyncFIFOBuffered(width=desc_layout().size, depth=4)
+        m.submodules.seq = seq = BeatSequencer(p)
+        m.submodules.cut = cut = RecordCutter(p)
+        m.submodules.split = split = RecordSplitter(p)
+
+        sa = self.s_axis
+        first = Signal(init=1)                # the next word starts a tensor
+        # s_axis.ready is a flip-flop: both FIFOs have room for the word accepted in the clock
+        # of the test and one more (a combinational ready fanned out to both FIFOs' enables
+        # was the critical path at 117.9 MHz)
+        rdy = Signal()
+        m.d.sync += rdy.eq((wfifo.w_level < WORD_DEPTH - 1) & (dfifo.w_level < 3))
+        m.d.comb += [
+            sa.ready.eq(rdy),
+            wfifo.w_en.eq(sa.valid & sa.ready),
+            wfifo.w_data.eq(Cat(sa.payload.data, sa.payload.last)),
+            dfifo.w_en.eq(sa.valid & sa.ready & first),
+            dfifo.w_data.eq(self.cfg),
+        ]
+        with m.If(sa.valid & sa.ready):
+            m.d.sync += first.eq(sa.payload.last)
+        m.d.comb += [
+            seq.desc.valid.eq(dfifo.r_rdy),
+            seq.desc.payload.eq(dfifo.r_data),
+            dfifo.r_en.eq(seq.desc.ready),
+            cut.words.valid.eq(wfifo.r_rdy),
+            cut.words.payload.data.eq(wfifo.r_data[:p.word]),
+            cut.words.payload.last.eq(wfifo.r_data[p.word]),
+            wfifo.r_en.eq(cut.words.ready),
+            cut.room.eq(room),
+            issued.eq(cut.o.valid),
+        ]
+        m.submodules.cfifo = cfifo = fifo.SyncFIFOBuffered(width=len(seq.cmd.payload.as_value()), depth=CMD_DEPTH)
+        # the sequencer's ready is a flip-flop too (room for this clock's command and one more)
+        crdy = Signal()
+        m.d.sync += crdy.eq(cfifo.w_level < CMD_DEPTH - 1)
+        m.d.comb += [
+            cfifo.w_data.eq(seq.cmd.payload),
+            cfifo.w_en.eq(seq.cmd.valid & crdy),
+            seq.cmd.ready.eq(crdy),
+            cut.cmd.valid.eq(cfifo.r_rdy),
+            cut.cmd.payload.eq(cfifo.r_data),
+            cfifo.r_en.eq(cut.cmd.ready),
+        ]
+        wiring.connect(m, cut.o, split.i)
+        return split.o, cut.status
+
+    def _gecko_front(self, m: Module, room, issued):
+        """The :class:`GeckoDecoder` with the block-index routing in front of it; returns (field beats, status)."""
         from .gecko_unpack import GeckoDecoder
         from .lane import cfg_supported
 
@@ -155,36 +235,28 @@ class Unpacker(wiring.Component):
         m.submodules.words = dec = GeckoDecoder(p)
         m.d.comb += dec.cfg.eq(self.cfg)
 
-        # -- words: pass a supported tensor to the decoder, drop a refused one ----
+        # -- words: every tensor's go to the decoder (a refused one's are consumed there) --
         sa = self.s_axis
-        in_tensor = Signal()                  # a tensor's first word has been accepted
-        dropping = Signal()                   # ... and it is refused
-        first = ~in_tensor
-        ok = Signal()
-        m.d.comb += ok.eq(cfg_supported(p, self.cfg))
-        drop_now = Mux(first, ~ok, dropping)
-
-        # Per tensor (pushed with its first word): how many block-index
-        # entries it has on s_len, and whether they go to the decoder
-        # (Gecko on and supported) or are dropped.
+        first = Signal(init=1)                # the next word starts a tensor
+        # Per tensor (pushed with its first word): how many block-index entries it has on
+        # s_len, and whether they go to the decoder (Gecko on and supported) or are dropped.
         m.submodules.route_q = rq = fifo.SyncFIFO(width=34, depth=4)
         nblk = Signal(33)
         m.d.comb += nblk.eq((self.cfg.length + (p.block - 1)) >> lg_b)
         hold = first & ~rq.w_rdy              # no room to note a new tensor
         m.d.comb += [
             dec.i.payload.eq(sa.payload),
-            dec.i.valid.eq(sa.valid & ~drop_now & ~hold),
-            sa.ready.eq(~hold & (drop_now | dec.i.ready)),
+            dec.i.valid.eq(sa.valid & ~hold),
+            sa.ready.eq(~hold & dec.i.ready),
         ]
         fire = sa.valid & sa.ready
+        ok = cfg_supported(p, self.cfg) & (self.cfg.length != 0)
         m.d.comb += [
             rq.w_en.eq(fire & first),
             rq.w_data.eq(Cat(nblk, ok & self.cfg.gecko)),
         ]
         with m.If(fire):
-            m.d.sync += in_tensor.eq(~sa.payload.last)
-            with m.If(first):
-                m.d.sync += [dropping.eq(~ok), self.status.unsupported.eq(~ok)]
+            m.d.sync += first.eq(sa.payload.last)
 
         # -- block index: route each tensor's entries to the decoder or drop them --
         rem = Signal(33)                      # entries left of the head tensor
@@ -204,4 +276,14 @@ class Unpacker(wiring.Component):
                 m.d.sync += rem.eq(rem - 1)
                 with m.If(rem == 1):
                     m.d.sync += active.eq(0)
-        return dec
+
+        # the decoder's beats into the shared lanes: per-tensor constants from its cfg, registered
+        m.d.comb += dec.o.ready.eq(room)
+        fb = Signal(field_beat_layout(p))
+        fv = Signal()
+        m.d.sync += [fv.eq(dec.o.valid & dec.o.ready), fb.fields.eq(dec.o.payload.fields), fb.keep.eq(dec.o.payload.keep),
+                     fb.last.eq(dec.o.payload.last), fb.zero.eq(0), fb.k.eq(tensor_consts(m, p, dec.o.payload.cfg))]
+        m.d.comb += issued.eq(fv)
+        out = stream.Signature(field_beat_layout(p), always_ready=True).create()
+        m.d.comb += [out.valid.eq(fv), out.payload.eq(fb)]
+        return out, dec.status

@@ -13,13 +13,16 @@ the golden model.
 
 from __future__ import annotations
 
-from amaranth import Array, Module, Signal
+from amaranth import Array, Cat, Const, Module, Mux, Signal, Value
 from amaranth.lib import data, stream, wiring
+from amaranth.lib.fifo import SyncFIFO
 from amaranth.lib.wiring import In, Out
 
 from .params import HwParams
 
-__all__ = ["WordPacker", "record_beat_layout", "word_layout", "len_layout", "RegFifo", "concat_records", "LEN_WIDTH"]
+__all__ = ["WordPacker", "RecordConcat", "BitAccumulator", "CreditGate", "record_beat_layout", "bits_beat_layout",
+           "word_layout", "len_layout", "RegFifo", "concat_records", "LEN_WIDTH", "delay", "Delays", "queue_depth",
+           "LutQueue"]
 
 #: Width of a block length on the ``m_len`` side stream (the ``.sfpc`` block index stores 4 bytes).
 LEN_WIDTH = 32
@@ -124,8 +127,436 @@ class RegFifo(wiring.Component):
         return m
 
 
+
+# -- pipelining helpers ----------------------------------------------------------
+
+class _DistributedSyncFIFO(SyncFIFO):
+    """SyncFIFO whose storage Yosys must map to LUT-RAM (``ram_style = "distributed"``): with the
+    output register of :class:`LutQueue` after it, Yosys would otherwise make the read synchronous
+    and choose block RAM."""
+
+    def elaborate(self, platform):
+        m = super().elaborate(platform)
+        m.submodules.storage.attrs["ram_style"] = "distributed"
+        return m
+
+
+class LutQueue(wiring.Component):
+    """Amaranth's :class:`~amaranth.lib.fifo.SyncFIFO` (asynchronous read: LUT-RAM) with a registered output.
+
+    :class:`~amaranth.lib.fifo.SyncFIFOBuffered` reads synchronously, so
+    Yosys puts deeper queues into DP16KD block RAM, whose clock-to-output
+    (about 4-5 ns on the -6 part) alone nearly fills a 200 MHz clock before
+    any logic.  Here the storage must be LUT-RAM and its read goes straight
+    into a register.  Same port names as the Amaranth FIFOs (``w_en``,
+    ``w_data``, ``w_rdy``, ``r_en``, ``r_data``, ``r_rdy``); holds ``depth + 1``
+    entries.  Latency: 2 clocks from ``w_en`` to ``r_rdy``.
+    """
+
+    def __init__(self, width: int, depth: int):
+        self.width, self.depth = width, depth
+        super().__init__({
+            "w_en": In(1), "w_data": In(width), "w_rdy": Out(1),
+            "r_en": In(1), "r_data": Out(width), "r_rdy": Out(1),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        m.submodules.fifo = fifo = _DistributedSyncFIFO(width=self.width, depth=self.depth)
+        m.d.comb += [fifo.w_en.eq(self.w_en), fifo.w_data.eq(self.w_data), self.w_rdy.eq(fifo.w_rdy)]
+        take = fifo.r_rdy & (~self.r_rdy | self.r_en)
+        m.d.comb += fifo.r_en.eq(take)
+        with m.If(take):
+            m.d.sync += [self.r_data.eq(fifo.r_data), self.r_rdy.eq(1)]
+        with m.Elif(self.r_en):
+            m.d.sync += self.r_rdy.eq(0)
+        return m
+
+
+def delay(m: Module, x, n: int, name: str = "d"):
+    """``x`` delayed by ``n`` clocks through registers with no enable (free-running)."""
+    for i in range(n):
+        r = Signal(x.shape(), name=f"{name}_z{i + 1}") if isinstance(x, data.View) \
+            else Signal(Value.cast(x).shape(), name=f"{name}_z{i + 1}")
+        m.d.sync += r.eq(x)
+        x = r
+    return x
+
+
+class Delays:
+    """``reg(x)``: a register loaded with ``x`` every clock (names ``prefix``_k)."""
+
+    def __init__(self, m: Module, prefix: str):
+        self.m, self.prefix, self.k = m, prefix, 0
+
+    def __call__(self, x):
+        self.k += 1
+        return delay(self.m, x, 1, f"{self.prefix}{self.k}")
+
+
+def queue_depth(latency: int) -> int:
+    """Depth of an output queue behind a credit-gated pipeline of ``latency`` beats in flight.
+
+    :class:`CreditGate` admits a beat while (beats in flight + entries queued)
+    stays :attr:`CreditGate.MARGIN` below the depth, so with an always-ready
+    sink the queue never limits the rate when it is at least ``latency + 10`` deep.
+    """
+    d = 16
+    while d < latency + 10:
+        d *= 2
+    return d
+
+
+def shift_left_staged(m: Module, x, amount, weight_log2: int, width: int, bits_per_stage: int,
+                      reg, orin=None, rotate: bool = False):
+    """``x << (amount << weight_log2)`` in ``width`` bits (or a rotation), registered after every
+    ``bits_per_stage`` bits of ``amount``; ``orin`` is ORed in at the last stage.
+
+    Returns ``(result, stages)``; ``amount`` is delayed inside, ``orin`` must be
+    given already delayed by ``stages - 1``.  Each stage is a
+    ``2^bits_per_stage``-input multiplexer per bit (constant shifts are wiring).
+    """
+    x = Value.cast(x)
+    x = Cat(x, Const(0, width - len(x)))[:width] if len(x) < width else x[:width]
+    amount = Value.cast(amount)
+    nb = len(amount)
+    stages = 0
+    for lo in range(0, nb, bits_per_stage):
+        hi = min(lo + bits_per_stage, nb)
+        part = amount[lo:hi]
+        nxt = Signal(width, name=f"sh{id(x) & 0xffff:x}_{lo}")
+        with m.Switch(part):
+            for c in range(1 << (hi - lo)):
+                k = (c << (lo + weight_log2))
+                if rotate:
+                    k %= width
+                    val = Cat(x[width - k:], x[:width - k]) if k else x
+                else:
+                    val = Cat(Const(0, k), x)[:width] if k < width else Const(0, width)
+                with m.Case(c):
+                    m.d.comb += nxt.eq(val)
+        last = hi == nb
+        if last and orin is not None:
+            x = reg(nxt | orin)
+        else:
+            x = reg(nxt)
+        amount = reg(amount)
+        stages += 1
+    return x, stages
+
+
+# -- the word back end -------------------------------------------------------------
+
+def bits_beat_layout(p: HwParams) -> data.StructLayout:
+    """One beat of concatenated records into :class:`BitAccumulator`."""
+    return data.StructLayout({
+        "bits": p.lanes * p.max_value_bits,            # records LSB-first, zero above nbits
+        "nbits": range(p.lanes * p.max_value_bits + 1),
+        "flush": 1,
+        "last": 1,
+    })
+
+
+class RecordConcat(wiring.Component):
+    """Concatenates a beat's N records LSB-first (format.md 4.1), pipelined.
+
+    The same tree as :func:`concat_records` (level k merges neighbouring
+    chunks, ``lo | hi << (v << k)``), with each level's shifter cut into
+    register stages of :attr:`BITS_PER_STAGE` bits of ``v`` and the OR folded
+    into the last.  Beside it, the beat's bit count ``count * v`` is a
+    shift-and-add of two register stages.
+
+    Ports: ``i`` (records, :func:`record_beat_layout`), ``o``
+    (:func:`bits_beat_layout`); both always ready: the stage takes one beat
+    per clock, free-running, and the caller's credit gate stops beats upstream.
+
+    Latency: ``latency`` clocks (6 for N = 8 with a 16-bit record maximum).
+    """
+
+    BITS_PER_STAGE = 3
+
+    @classmethod
+    def latency_of(cls, p: HwParams) -> int:
+        vb = p.max_value_bits.bit_length()
+        levels = (p.lanes - 1).bit_length()
+        return max(levels * -(-vb // cls.BITS_PER_STAGE), 2)
+
+    def __init__(self, p: HwParams):
+        self.p = p
+        self.latency = self.latency_of(p)
+        super().__init__({
+            "i": In(stream.Signature(record_beat_layout(p), always_ready=True)),
+            "o": Out(stream.Signature(bits_beat_layout(p), always_ready=True)),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        p = self.p
+        n, vmax = p.lanes, p.max_value_bits
+        reg = Delays(m, "cat")
+        ib = self.i.payload
+        chunks = [(ib.recs[j], vmax) for j in range(n)]
+        v = ib.v
+        stages = 0
+        level = 0
+        while len(chunks) > 1:
+            merged = []
+            st = 0
+            for k in range(0, len(chunks), 2):
+                (lo, wlo), (hi, whi) = chunks[k], chunks[k + 1]
+                nst = -(-len(v) // self.BITS_PER_STAGE)
+                lo_d = delay(m, lo, nst - 1, f"cat_l{level}_{k}_lo")
+                out, st = shift_left_staged(m, hi, v, level, wlo + whi, self.BITS_PER_STAGE,
+                                            reg, orin=Cat(lo_d, Const(0, whi)))
+                merged.append((out, wlo + whi))
+            chunks = merged
+            v = delay(m, v, st, f"cat_v{level}")
+            stages += st
+            level += 1
+        bits = chunks[0][0]
+        bits = delay(m, bits, self.latency - stages, "cat_pad")
+
+        # count * v: partial products of the count's bits, added in two stages
+        cnt, vv = ib.count, ib.v
+        pps = [Mux(cnt[b], vv << b, 0) for b in range(len(cnt))]
+        half = (len(pps) + 1) // 2
+        s1a = reg(sum(pps[:half]))
+        s1b = reg(sum(pps[half:]) if pps[half:] else Const(0, 1))
+        nbits = delay(m, reg(s1a + s1b), self.latency - 2, "cat_nb")
+
+        o = self.o.payload
+        m.d.comb += [
+            self.o.valid.eq(delay(m, self.i.valid, self.latency, "cat_valid")),
+            o.bits.eq(bits),
+            o.nbits.eq(nbits),
+            o.flush.eq(delay(m, ib.flush, self.latency, "cat_flush")),
+            o.last.eq(delay(m, ib.last, self.latency, "cat_last")),
+        ]
+        return m
+
+
+class BitAccumulator(wiring.Component):
+    """Cuts the bit stream into W-bit words, pads each block to a word and counts its words.
+
+    Parameters
+    ----------
+    p : HwParams
+    depth : int
+        Depth of the word and the length queues (see :func:`queue_depth`).
+
+    Ports
+    -----
+    i : In(stream of :func:`bits_beat_layout`, always ready)
+        One beat per clock at most; the caller's :class:`CreditGate` keeps
+        the queues from overflowing.
+    words : Out(stream of {data: W, last: 1}); lens : Out(stream of {data: 32, last: 1})
+    retire : Out(1)
+        A beat left the accumulator this cycle (for the credit gate).
+    words_queued, lens_queued : Out(range(depth + 2))
+        Entries written and not yet taken (registered).
+
+    Pipeline (no enable; each beat's positions are computed ahead)
+    -----------------------------------------------------------------
+    1. *fill*: the only loop, ``fill' = flush ? 0 : (fill + nbits) mod W``
+       (W a power of two), gives the beat's start position ``fill``, whether
+       it completes a word (``full``) and how many words it writes (0, 1, 2);
+       the mask of the bits below ``fill`` is decoded and registered.  At a
+       block end the block length is written into the length queue one
+       clock later.
+    2. *rotate*: the beat's bits rotated left by ``fill`` in W bits,
+       :attr:`BITS_PER_STAGE` bits of ``fill`` per register stage.
+    3. *accumulate*: ``acc | rotated`` above the mask is the current word,
+       the rotated bits below it the next one (N*Vmax <= W, so they never
+       overlap): one LUT level.  Words go through a one-word pending register
+       into the word queue (at most one write per clock: a two-word beat only
+       ends a block, and a block whose last beat writes two words has a beat
+       that wrote none, so the pending word always drains in time).
+
+    Latency: ``latency`` clocks from ``i`` to the write into the queues, plus 2
+    through the queue.
+    """
+
+    BITS_PER_STAGE = 2
+
+    @classmethod
+    def latency_of(cls, p: HwParams) -> int:
+        """Clocks from ``i`` to the queue write: fill, the rotate stages, accumulate."""
+        return 1 + -(-(p.word - 1).bit_length() // cls.BITS_PER_STAGE) + 1
+
+    def __init__(self, p: HwParams, depth: int = 32):
+        self.p = p
+        self.depth = depth
+        lw = (p.word - 1).bit_length()
+        self.latency = self.latency_of(p)
+        super().__init__({
+            "i": In(stream.Signature(bits_beat_layout(p), always_ready=True)),
+            "words": Out(stream.Signature(word_layout(p))),
+            "lens": Out(stream.Signature(len_layout())),
+            "retire": Out(1),
+            "words_queued": Out(range(depth + 2)),
+            "lens_queued": Out(range(depth + 2)),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        p = self.p
+        wbits = p.word
+        lw = (wbits - 1).bit_length()
+        max_block_words = -(-p.block * p.max_value_bits // wbits)
+        reg = Delays(m, "acc")
+        ib = self.i.payload
+        iv = self.i.valid
+
+        wl = word_layout(p)
+        m.submodules.wq = wq = LutQueue(wl.size, self.depth)
+        m.submodules.lq = lq = LutQueue(len_layout().size, self.depth)
+
+        # -- 1. fill ------------------------------------------------------------
+        fill = Signal(lw)
+        blk_words = Signal(range(max_block_words + 1))
+        total = Signal(lw + 1)
+        m.d.comb += total.eq(fill + ib.nbits)
+        full = total[lw]
+        rest = total[:lw]
+        n_out = Signal(2)
+        with m.If(ib.flush):
+            m.d.comb += n_out.eq(Mux(full, Mux(rest != 0, 2, 1), total != 0))
+        with m.Else():
+            m.d.comb += n_out.eq(full)
+        with m.If(iv):
+            m.d.sync += fill.eq(Mux(ib.flush, 0, rest))
+        f_valid, f_bits, f_fill = reg(iv), reg(ib.bits), reg(fill)
+        f_full, f_nout, f_flush, f_last = reg(full), reg(n_out), reg(ib.flush), reg(ib.last)
+        # the block's word count and length, one clock later (off the fill loop)
+        with m.If(f_valid):
+            m.d.sync += blk_words.eq(Mux(f_flush, 0, blk_words + f_nout))
+        len_in = data.View(len_layout(), lq.w_data)
+        m.d.comb += [
+            lq.w_en.eq(f_valid & f_flush),
+            len_in.data.eq(blk_words + f_nout),
+            len_in.last.eq(f_last),
+        ]
+
+        # -- 2. rotate ----------------------------------------------------------
+        rot, st = shift_left_staged(m, f_bits, f_fill, 0, wbits, self.BITS_PER_STAGE, reg, rotate=True)
+        # beside it, the mask of the bits below fill (bit k: k < fill) in two
+        # register stages: fill = 2^lo_w * a + b decodes into a > i, a == i, b > j,
+        # then bit 2^lo_w * i + j = (a > i) | (a == i) & (b > j): one LUT
+        lo_w = lw // 2
+        C0 = Const(0, 1)
+        a_f, b_f = f_fill[lo_w:], f_fill[:lo_w]
+        na, nb = 1 << (lw - lo_w), 1 << lo_w
+        a_gt = reg(Cat(*(a_f > i for i in range(na - 1)), C0))      # a > na - 1 never
+        a_eq = reg(Cat(*(a_f == i for i in range(na))))
+        b_gt = reg(Cat(*(b_f > j for j in range(nb - 1)), C0))
+        below = reg(Cat(*(a_gt[i] | (a_eq[i] & b_gt[j]) for i in range(na) for j in range(nb))))
+        assert st >= 2
+        r_valid, r_below = delay(m, f_valid, st, "acc_rv"), delay(m, below, st - 2, "acc_rb")
+        r_full, r_nout = delay(m, f_full, st, "acc_rf"), delay(m, f_nout, st, "acc_rn")
+        r_flush, r_last = delay(m, f_flush, st, "acc_rfl"), delay(m, f_last, st, "acc_rl")
+
+        # -- 3. accumulate --------------------------------------------------------
+        acc = Signal(wbits)                          # bits of the current word below fill
+        w0 = Signal(wbits)
+        w1 = Signal(wbits)
+        m.d.comb += [w0.eq(acc | (rot & ~r_below)), w1.eq(rot & r_below)]
+        with m.If(r_valid):
+            m.d.sync += acc.eq(Mux(r_flush, 0, Mux(r_full, w1, acc | rot)))
+        n_in = Mux(r_valid, r_nout, 0)
+        m.d.comb += self.retire.eq(r_valid)
+
+        # at most one queue write per clock through the pending word
+        pend = Signal(wl)
+        pend_v = Signal()
+        first = Signal(wl)
+        second = Signal(wl)
+        m.d.comb += [
+            first.data.eq(w0), first.last.eq(r_last & (r_nout == 1)),
+            second.data.eq(w1), second.last.eq(r_last),
+        ]
+        with m.If(pend_v):
+            m.d.comb += [wq.w_en.eq(1), wq.w_data.eq(pend)]
+            with m.If(n_in == 1):
+                m.d.sync += pend.eq(first)
+            with m.Elif(n_in == 0):
+                m.d.sync += pend_v.eq(0)
+        with m.Else():
+            m.d.comb += [wq.w_en.eq(n_in != 0), wq.w_data.eq(first)]
+            with m.If(n_in == 2):
+                m.d.sync += [pend.eq(second), pend_v.eq(1)]
+
+        # Never true (CreditGate and the pending-word argument above); named so
+        # that a formal harness can assert it.
+        overflow = Signal(name="overflow")
+        m.d.comb += overflow.eq((wq.w_en & ~wq.w_rdy) | (lq.w_en & ~lq.w_rdy) | (pend_v & (n_in == 2)))
+
+        # -- queues out, and what they hold for the credit gate -----------------
+        wo = data.View(wl, wq.r_data)
+        m.d.comb += [
+            self.words.valid.eq(wq.r_rdy),
+            self.words.payload.data.eq(wo.data),
+            self.words.payload.last.eq(wo.last),
+            wq.r_en.eq(self.words.ready),
+            self.lens.valid.eq(lq.r_rdy),
+            self.lens.payload.eq(lq.r_data),
+            lq.r_en.eq(self.lens.ready),
+        ]
+        m.d.sync += [
+            self.words_queued.eq(self.words_queued + n_in - (self.words.valid & self.words.ready)),
+            self.lens_queued.eq(self.lens_queued + lq.w_en - (self.lens.valid & self.lens.ready)),
+        ]
+        return m
+
+
+class CreditGate(wiring.Component):
+    """``ready`` for a free-running pipeline in front of queues: admit a beat only if it fits.
+
+    Counts the beats in flight (``fire`` adds one, ``retire`` takes one) and
+    raises ``ready`` (a register) while, for every queue, beats in flight +
+    entries queued <= depth - :attr:`MARGIN`.  Why that is enough: each beat
+    in flight adds at most one entry per queue, except that k consecutive
+    beats can write k + 1 words (a block's last beat writes two words only
+    if an earlier beat of the block wrote none); the sum can grow by at most
+    2 per clock (one beat admitted, one two-word beat retired), and the
+    comparison sees a sum registered two clocks before the beat it admits
+    (the sum and ``ready`` are both registers, to keep adders and compares
+    off one path): 4 for the lag, 1 for the beat, 1 for its extra word.
+
+    Ports: ``fire``, ``retire``: In(1); ``queued``: In(array of ``queues`` counts); ``ready``: Out(1).
+    """
+
+    MARGIN = 6
+
+    def __init__(self, depth: int, queues: int = 1):
+        self.depth = depth
+        self.queues = queues
+        super().__init__({
+            "fire": In(1),
+            "retire": In(1),
+            "queued": In(data.ArrayLayout(range(depth + 2), queues)),
+            "ready": Out(1),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        inflight = Signal(range(self.depth + 2))
+        m.d.sync += inflight.eq(inflight + self.fire - self.retire)
+        ok = []
+        for k in range(self.queues):
+            total = Signal(range(2 * self.depth + 4), name=f"total{k}")
+            m.d.sync += total.eq(inflight + self.queued[k])
+            ok.append(total <= self.depth - self.MARGIN)
+        ready = Signal(init=1)                  # empty after reset
+        m.d.sync += ready.eq(Cat(*ok).all())
+        m.d.comb += self.ready.eq(ready)
+        return m
+
+
 class WordPacker(wiring.Component):
     """Concatenates record beats into W-bit words, padding each block to a word boundary.
+
+    :class:`RecordConcat` -> :class:`BitAccumulator` behind a
+    :class:`CreditGate`; the packer uses the same two stages.
 
     Parameters
     ----------
@@ -136,44 +567,16 @@ class WordPacker(wiring.Component):
     -----
     i : In(stream of :func:`record_beat_layout`)
         Records; ``flush`` on the last beat of every block (and of the tensor),
-        ``last`` on the tensor's last beat.  ``i.ready`` does not depend on
-        ``i.valid`` (it is a function of registered FIFO levels).
+        ``last`` on the tensor's last beat.  ``i.ready`` is a register: it
+        does not depend on ``i.valid``.
     words : Out(stream of {data: W, last: 1})
         Memory words in order; ``last`` on the tensor's final word.
     lens : Out(stream of {data: 32, last: 1})
         One entry per block: its length L_b in words; ``last`` on the tensor's last block.
 
-    Pipeline: (1) the concatenation tree (:func:`concat_records`) into a
-    register holding the beat's bits and their count k*v; (2) the bit
-    accumulator ``acc`` (< W bits held, zero above ``fill``): the beat is
-    ORed in at bit ``fill`` (one W-to-2W shifter); when ``fill + k*v >= W``
-    the low word is written.  At a block end the padded remainder is written
-    too; that can be a second word in the same cycle.  Words go into a
-    4-entry register FIFO with two write ports; block lengths into a 2-entry
-    FIFO.
-
-    Latency: a beat's bits are in a word on ``words`` 2 cycles after the beat
-    is accepted (when that beat completes the word).
-
-    Throughput: one beat per clock while the sinks are ready.  ``i.ready`` is
-    ``word FIFO level <= 2 and length FIFO level <= 1``.  Why the word FIFO
-    never reaches 3 with an always-ready sink: a beat adds k*v <= N*Vmax <= W
-    bits, so it completes at most one full word, plus, on a block's last
-    beat, the padded partial word.  A block of K beats is L_b =
-    ceil(count*v/W) <= ceil(count/N) = K words long, so if its last beat
-    writes two words, its first K-1 beats wrote at most K-2: at least one of
-    them wrote none.  The FIFO drains one word per cycle; a one-word cycle
-    keeps the level, a zero-word cycle lowers it, a two-word cycle raises
-    it, and between two two-word cycles there is a zero-word cycle, so the
-    level after a write never exceeds 2 (starting from 0; blocks of one
-    beat never write two words).  Tensor boundaries are block boundaries
-    with ``fill`` reset to 0, so the same holds across tensors of different
-    widths.  The length FIFO gets at most one entry per cycle and, drained
-    every cycle, holds at most 1.
+    Latency: ``latency`` clocks from a beat's acceptance to its last word on ``words``.
+    Throughput: one beat per clock while the sinks are ready.
     """
-
-    WORD_FIFO_DEPTH = 4
-    LEN_FIFO_DEPTH = 2
 
     def __init__(self, p: HwParams):
         self.p = p
@@ -186,91 +589,21 @@ class WordPacker(wiring.Component):
     def elaborate(self, platform):
         m = Module()
         p = self.p
-        n, wbits, vmax = p.lanes, p.word, p.max_value_bits
-        beat_bits = n * vmax
-        max_block_words = -(-p.block * vmax // wbits)
-
-        m.submodules.wfifo = wfifo = RegFifo(word_layout(p), self.WORD_FIFO_DEPTH, wports=2)
-        m.submodules.lfifo = lfifo = RegFifo(len_layout(), self.LEN_FIFO_DEPTH, wports=1)
-        wiring.connect(m, wiring.flipped(self.words), wfifo.r)
-        wiring.connect(m, wiring.flipped(self.lens), lfifo.r)
-
-        # One enable for the whole pipeline, from registered levels only (no
-        # combinational path from the sinks' ready to i.ready): room for the
-        # worst case of one cycle, two words and one length.
-        en = Signal()
+        m.submodules.cat = cat = RecordConcat(p)
+        depth = queue_depth(1 + cat.latency + BitAccumulator.latency_of(p))
+        m.submodules.accum = acc = BitAccumulator(p, depth)
+        m.submodules.gate = gate = CreditGate(depth, 2)
+        wiring.connect(m, cat.o, acc.i)
+        wiring.connect(m, wiring.flipped(self.words), acc.words)
+        wiring.connect(m, wiring.flipped(self.lens), acc.lens)
+        fire = self.i.valid & gate.ready
         m.d.comb += [
-            en.eq((wfifo.level <= self.WORD_FIFO_DEPTH - 2) & (lfifo.level <= self.LEN_FIFO_DEPTH - 1)),
-            self.i.ready.eq(en),
+            self.i.ready.eq(gate.ready),
+            gate.fire.eq(fire),
+            gate.retire.eq(acc.retire),
+            gate.queued[0].eq(acc.words_queued),
+            gate.queued[1].eq(acc.lens_queued),
         ]
-
-        # -- stage 1: concatenate the beat's records ------------------------
-        ib = self.i.payload
-        cat = concat_records(m, [ib.recs[j] for j in range(n)], ib.v, vmax)
-        nbits = Signal(range(beat_bits + 1))
-        m.d.comb += nbits.eq(ib.count * ib.v)
-
-        s1_valid = Signal()
-        s1_bits = Signal(beat_bits)
-        s1_n = Signal(range(beat_bits + 1))
-        s1_flush = Signal()
-        s1_last = Signal()
-        with m.If(en):
-            m.d.sync += [
-                s1_valid.eq(self.i.valid),
-                s1_bits.eq(cat[:beat_bits]),
-                s1_n.eq(nbits),
-                s1_flush.eq(ib.flush),
-                s1_last.eq(ib.last),
-            ]
-
-        # -- stage 2: bit accumulator ----------------------------------------
-        acc = Signal(wbits)                 # stream bits not yet written; zero at and above fill
-        fill = Signal(range(wbits))
-        blk_words = Signal(range(max_block_words + 1))   # words of the current block written so far
-
-        shamt = _shift_amount(m, fill, wbits - 1, "acc_shamt")
-        combined = Signal(2 * wbits)
-        m.d.comb += combined.eq(acc | (s1_bits << shamt))
-        total = Signal(range(2 * wbits))
-        m.d.comb += total.eq(fill + s1_n)
-        full = total >= wbits
-        rest = Signal(range(wbits))         # bits beyond the first word
-        m.d.comb += rest.eq(total[:wbits.bit_length() - 1])   # total mod W: total - W when full (W is a power of two)
-        lo = combined[:wbits]
-        hi = combined[wbits:]
-
-        n_out = Signal(range(3))
-        first_last = Signal()               # tensor-last flag on write port 0 / 1
-        second_last = Signal()
-        m.d.comb += [
-            wfifo.w_data[0].data.eq(lo),
-            wfifo.w_data[1].data.eq(hi),
-            wfifo.w_data[0].last.eq(first_last),
-            wfifo.w_data[1].last.eq(second_last),
-        ]
-        with m.If(en & s1_valid):
-            with m.If(s1_flush):
-                # Block end: write the full word if any, then the padded rest.
-                with m.If(full):
-                    with m.If(rest != 0):
-                        m.d.comb += [n_out.eq(2), second_last.eq(s1_last)]
-                    with m.Else():
-                        m.d.comb += [n_out.eq(1), first_last.eq(s1_last)]
-                with m.Elif(total != 0):
-                    m.d.comb += [n_out.eq(1), first_last.eq(s1_last)]
-                m.d.sync += [acc.eq(0), fill.eq(0), blk_words.eq(0)]
-                m.d.comb += [
-                    lfifo.w_n.eq(1),
-                    lfifo.w_data[0].data.eq(blk_words + n_out),
-                    lfifo.w_data[0].last.eq(s1_last),
-                ]
-            with m.Else():
-                with m.If(full):
-                    m.d.comb += n_out.eq(1)
-                    m.d.sync += [acc.eq(hi), fill.eq(rest)]
-                with m.Else():
-                    m.d.sync += [acc.eq(lo), fill.eq(total)]
-                m.d.sync += blk_words.eq(blk_words + n_out)
-        m.d.comb += wfifo.w_n.eq(n_out)
+        # register the accepted beat (the credit gate counts it from here)
+        m.d.sync += [cat.i.valid.eq(fire), cat.i.payload.eq(self.i.payload)]
         return m

@@ -1,293 +1,259 @@
-"""Word disassembly of the unpacker: W-bit memory words back into N records (fields) per beat.
+"""The unpacker's word side: memory words in, each beat's bit window out, with the stream checks.
 
-:class:`WordUnpacker` is the front half of :class:`sfp.hw.unpacker.Unpacker`.
-It reads the little-endian W-bit words of a tensor's image (format.md 4),
-cuts N records of ``v = s + e + m`` bits per beat out of the bit stream,
-splits each into its sign, exponent-code and mantissa fields, and skips
-each block's zero padding by the format's arithmetic: a block of B values
-ends after ``B/N`` beats (or at the tensor's last value) and the next
-block starts on the next word boundary.
+:class:`RecordCutter` holds the last few words of the stream in a small
+register ring and, for each command of :class:`sfp.hw.unpack_seq.BeatSequencer`,
+hands the two words the beat's records lie in (and the bit offset) to the
+datapath (:class:`sfp.hw.recsplit.RecordSplitter`), pops the words the beat
+used up, and checks the stream against the tensor's length: a word stream
+that ends (``last``) before the tensor's beats do, or goes on after them,
+is a length error (docs/format.md 8).  It finishes every tensor with all of
+its beats and consumes its words up to ``last`` whatever happens, so one
+tensor never corrupts the next, and pushes the tensor's status entry.
 """
 
 from __future__ import annotations
 
-from amaranth import Array, Cat, Module, Signal
-from amaranth.lib import data, stream, wiring
+from amaranth import Array, Cat, Module, Mux, Signal
+from amaranth.lib import data, enum, stream, wiring
 from amaranth.lib.wiring import In, Out
 
-from .params import HwParams, config_layout, fields_layout
-from .wordpack import _shift_amount, word_layout
+from .params import HwParams
+from .status import status_layout
+from .unpack_seq import beat_cmd_layout, tensor_consts_layout
+from .wordpack import word_layout
 
-__all__ = ["two_entry_queue", "WordUnpacker", "field_beat_layout", "split_records"]
+__all__ = ["RecordCutter", "window_beat_layout", "ErrorKind"]
 
 
-def field_beat_layout(p: HwParams) -> data.StructLayout:
-    """One beat of fields out of :class:`WordUnpacker`, with the tensor's settings."""
+class ErrorKind(enum.Enum, shape=2):
+    """The error state of the tensor being unpacked (the first error wins)."""
+    NONE = 0
+    UNSUPPORTED = 1
+    CORRUPT = 2
+    LENGTH = 3
+
+
+def window_beat_layout(p: HwParams) -> data.StructLayout:
+    """One beat into the datapath: its two words and where its records start in them."""
     return data.StructLayout({
-        "fields": data.ArrayLayout(fields_layout(p), p.lanes),
-        "keep": p.lanes,               # lane-valid mask (a prefix), all ones except maybe on the last beat
+        "win": 2 * p.word,                 # {second word, head word}
+        "off": range(p.word),
+        "keep": p.lanes,
         "last": 1,
-        "cfg": config_layout(),        # the settings of the tensor this beat belongs to
+        "zero": 1,                         # error / refused: the beat's values are 0
+        "k": tensor_consts_layout(p),
     })
 
 
-def split_records(m: Module, raw, v, nrec: int, width: int, prefix: str = "split"):
-    """Records ``(raw >> j*v)[:width]`` for j < nrec with a log2(nrec)-deep tree of shifters.
-
-    The mirror of :func:`sfp.hw.wordpack.concat_records`: each level splits a
-    chunk of ``k`` records into its low half (unchanged, truncated) and its
-    high half (shifted down by ``(k/2)*v``, a constant shift of ``v``).
-    """
-    chunks = [raw[:nrec * width]]
-    k = nrec
-    level = 0
-    while k > 1:
-        h = k // 2
-        nxt = []
-        for c, chunk in enumerate(chunks):
-            amt = _shift_amount(m, v << (h.bit_length() - 1), h * width, f"{prefix}_l{level}_{c}_amt")
-            hi = Signal(h * width, name=f"{prefix}_l{level}_{c}_hi")
-            m.d.comb += hi.eq(chunk >> amt)
-            nxt += [chunk[:h * width], hi]
-        chunks = nxt
-        k = h
-        level += 1
-    return [c[:width] for c in chunks]
-
-
-def two_entry_queue(m: Module, new, name: str = "q"):
-    """A 2-entry queue of per-tensor settings: ``(head, count, push, pop)``.
-
-    ``new`` is pushed when ``push`` is high (only with ``count < 2``), the head
-    ``head`` leaves when ``pop`` is high; both may happen in one clock.  The
-    next tensor's settings wait here while the current tensor drains, so a
-    tensor boundary costs no bubble.
-    """
-    q0 = Signal.like(new, name=f"{name}0")
-    q1 = Signal.like(new, name=f"{name}1")
-    qn = Signal(range(3), name=f"{name}n")
-    push = Signal(name=f"{name}_push")
-    pop = Signal(name=f"{name}_pop")
-    with m.If(pop):
-        with m.If(qn == 2):
-            m.d.sync += q0.eq(q1)
-        with m.If(push):
-            m.d.sync += q0.eq(new)        # qn == 1 here: push needs qn < 2
-    with m.Elif(push):
-        with m.If(qn == 0):
-            m.d.sync += q0.eq(new)
-        with m.Else():
-            m.d.sync += q1.eq(new)
-    m.d.sync += qn.eq(qn + push - pop)
-    return q0, qn, push, pop
-
-
-class WordUnpacker(wiring.Component):
-    """Reads a tensor's memory words and emits N records' fields per beat, skipping block padding.
-
-    Parameters
-    ----------
-    p : HwParams
-        ``lanes`` N, ``word`` W, ``block`` B, ``max_value_bits`` Vmax (N*Vmax <= W).
+class RecordCutter(wiring.Component):
+    """Word ring, beat issue and stream checks of the plain unpacker.
 
     Ports
     -----
-    i : In(stream of {data: W, last: 1})
-        The image, tensor after tensor; ``last`` on each tensor's final word.
-        The word count must be the format's (sum of L_b), as the packer writes it.
-    cfg : In(config_layout())
-        Sampled together with ``cfg_ok`` when a tensor's first word is accepted.
-        ``length`` (values, >= 1) and ``sign``/``exp_bits``/``man_bits`` are used here.
-    cfg_ok : In(1)
-        The settings are within the hardware's maxima.  If not, the tensor's
-        words are consumed up to ``last`` and dropped, and ``unsupported`` is set.
-    o : Out(stream of :func:`field_beat_layout`)
-        ``ceil(length/N)`` beats per tensor; lanes beyond ``keep`` have zero fields.
-        ``o.ready`` must not depend on ``o.valid``.
-    unsupported : Out(1)
-        Sticky: set when a tensor is refused, cleared when the next tensor's cfg is sampled.
+    words : In(stream of {data: W, last: 1})
+        The words, ``last`` on each tensor's final word (as sent on ``s_axis_tlast``).
+    cmd : In(stream of :func:`sfp.hw.unpack_seq.beat_cmd_layout`)
+        One command per beat, from the :class:`BeatSequencer`.
+    room : In(1)
+        A beat may be issued this clock (the output FIFO has a free slot
+        that no beat in flight has claimed).
+    o : Out(stream of :func:`window_beat_layout`, always ready)
+        One beat per command; the datapath behind it never stalls.
+    status : Out(stream of :func:`sfp.hw.status.status_layout`)
+        One entry per tensor, pushed when its last beat has been issued and
+        its words consumed up to ``last``.
+    error : Out(ErrorKind)
+        The current tensor's error so far (for the sticky flags).
 
-    Micro-architecture
-    ------------------
-    * Input side: a 4-word register ring.  A word is taken when the ring
-      holds fewer than 4 (registered level).  A tensor's settings go into a
-      2-entry queue when its first word is taken (the decode side may still
-      be working on the previous tensor, whose tail is in the ring); the first
-      word of a third tensor waits for a free entry.
-    * Stage 1 (decode): with bit offset ``o`` into the ring's head word, the
-      beat's ``k*v`` bits are ``{ring[1], ring[0]} >> o`` (one 2W-to-W
-      funnel shifter); the beat needs 1 word if ``o + k*v <= W``, else 2.
-      ``o`` advances by ``k*v`` and a word is popped when it is used up; at a
-      block's last beat the rest of the word is padding: pop it and set ``o = 0``
-      (up to two pops in that cycle).
-    * Stage 2: the split tree (:func:`split_records`) and the per-lane field
-      extraction, registered as the ``o`` payload.
+    State (``lib.enum``): ``RUN`` issues the tensor's beats (the fast path:
+    a clean beat whose words are held, decided from flip-flops in a few LUT
+    levels); ``ZERO`` (entered one clock after a refused tensor, an error or
+    words that ran out are seen) issues the rest of the tensor's beats as
+    zero beats, one per clock, while the tensor's words are popped up to
+    ``last`` in the same clocks; ``DRAIN`` follows the last beat when the
+    ``last`` word has not been consumed yet (a stream too long, a refused
+    or damaged tensor): words are popped, one per clock, up to ``last``.
+    Commands are prefetched into a 2-entry register (the command FIFO's
+    read enable is a flip-flop's output).  ``m_status`` is never waited for:
+    ``status.ready`` must be 1 (the Unpacker queues the entries).
 
-    Latency: a beat is on ``o`` 2 cycles after its last word entered the ring
-    (3 cycles from the word's handshake on ``i``).
+    Checks, at the beat that needs the words (docs/format.md 8): a beat whose
+    records reach into a second word while the head word is the tensor's
+    ``last`` one, or any beat after the ``last`` word was used up, is a
+    length error: that beat and every later one of the tensor are zero.
+    The last beat popping a word that is not ``last`` is a length error with
+    no value lost (the rest is drained).
 
-    Throughput: one beat per clock while ``o`` is ready and the words come
-    without gaps.  A beat uses at most W bits, so besides a block's last beat
-    it pops at most one word; a block of K beats is L_b <= K words long, so
-    if its last beat pops two words, an earlier beat of the block popped
-    none.  The ring is refilled one word per cycle, so after the first word
-    of a stream the ring never holds fewer words than the next beat needs
-    (1 at a block start, where ``o = 0``; at most 2 otherwise).  Tensor
-    boundaries are block boundaries, and the next tensor's settings are
-    already queued, so back-to-back tensors flow without a bubble as long
-    as a tensor is longer than the ring (4 words).
+    Ring: ``RING`` = 4 words.  A word enters when fewer than 4 are held
+    (registered level); a beat pops at most 2 (the second only at a block's
+    end); a beat is issued when the words it needs are held (1, or 2 with
+    ``need2``).  Throughput: one beat per clock while words come without
+    gaps and ``room`` is high: a beat uses at most W bits, so besides a
+    block's last beat it pops at most one word.
+
+    Latency: a beat leaves on ``o`` in the clock after the one its last word
+    entered the ring (registered output).
     """
 
     RING = 4
 
+    class State(enum.Enum, shape=2):
+        RUN = 0
+        ZERO = 1
+        DRAIN = 2
+
     def __init__(self, p: HwParams):
         self.p = p
         super().__init__({
-            "i": In(stream.Signature(word_layout(p))),
-            "cfg": In(config_layout()),
-            "cfg_ok": In(1),
-            "o": Out(stream.Signature(field_beat_layout(p))),
-            "unsupported": Out(1),
+            "words": In(stream.Signature(word_layout(p))),
+            "cmd": In(stream.Signature(beat_cmd_layout(p))),
+            "room": In(1),
+            "o": Out(stream.Signature(window_beat_layout(p), always_ready=True)),
+            "status": Out(stream.Signature(status_layout())),
+            "error": Out(ErrorKind),
         })
 
     def elaborate(self, platform):
         m = Module()
         p = self.p
-        n, wbits, vmax = p.lanes, p.word, p.max_value_bits
-        lg_n = n.bit_length() - 1
-        beat_bits = n * vmax
-        bpb = p.block // n                    # beats per full block
+        W, RING = p.word, self.RING
 
-        # -- per-tensor settings queue ----------------------------------------
-        entry = data.StructLayout({
-            "cfg": config_layout(),
-            "v": range(vmax + 1),
-            "beats_m1": 32,                   # beats in the tensor - 1
-            "tail": range(n + 1),             # lanes of the last beat
-            "tail_bits": range(beat_bits + 1),
-        })
-        new = Signal(entry)
-        cfg = self.cfg
-        m.d.comb += [
-            new.cfg.eq(cfg),
-            new.v.eq(cfg.sign + cfg.exp_bits + cfg.man_bits),
-            new.beats_m1.eq((cfg.length - 1) >> lg_n),
-            new.tail.eq(((cfg.length - 1) & (n - 1)) + 1),
-            new.tail_bits.eq(new.tail * new.v),
-        ]
-        q0, qn, q_push, q_pop = two_entry_queue(m, new)
-
-        # -- input side: word ring -----------------------------------------------
-        ring = Array(Signal(wbits, name=f"ring{i}") for i in range(self.RING))
+        # -- the ring ----------------------------------------------------------
+        ring = Array(Signal(W, name=f"ring{i}") for i in range(RING))
+        ring_last = Signal(RING)              # the slot holds its tensor's `last` word
         rp = Signal(2)
         wp = Signal(2)
-        level = Signal(range(self.RING + 1))
+        level = Signal(range(RING + 1))
+        ge1 = Signal()                        # level >= 1, level >= 2: registered copies, so that
+        ge2 = Signal()                        # the issue decision starts at flip-flops
         pops = Signal(range(3))
-        in_first = Signal(init=1)             # the next word starts a tensor
-        dropping = Signal()                   # inside a refused tensor
-
-        refuse_now = in_first & ~self.cfg_ok
-        take = Signal()                       # the word goes into the ring
-        with m.If(dropping | refuse_now):
-            m.d.comb += self.i.ready.eq(1)
-        with m.Else():
-            m.d.comb += self.i.ready.eq((level < self.RING) & (~in_first | (qn < 2)))
-        fire = self.i.valid & self.i.ready
-        m.d.comb += take.eq(fire & ~dropping & ~refuse_now)
-        with m.If(fire):
-            m.d.sync += in_first.eq(self.i.payload.last)
-            with m.If(in_first):
-                m.d.sync += self.unsupported.eq(~self.cfg_ok)
-                m.d.sync += dropping.eq(~self.cfg_ok & ~self.i.payload.last)
-            with m.Elif(self.i.payload.last):
-                m.d.sync += dropping.eq(0)
-        m.d.comb += q_push.eq(take & in_first)
+        take = Signal()
+        m.d.comb += [self.words.ready.eq(level < RING), take.eq(self.words.valid & self.words.ready)]
         with m.If(take):
-            m.d.sync += [ring[wp].eq(self.i.payload.data), wp.eq(wp + 1)]
-        m.d.sync += [rp.eq(rp + pops), level.eq(level + take - pops)]
+            m.d.sync += [ring[wp].eq(self.words.payload.data), wp.eq(wp + 1),
+                         ring_last.bit_select(wp, 1).eq(self.words.payload.last)]
+        # the next level for each possible pop count, computed beside the issue decision
+        after = [Signal(range(RING + 2), name=f"after{k}") for k in range(3)]
+        for k in range(3):
+            m.d.comb += after[k].eq(level + take - k)
+        nxt_level = Signal(range(RING + 2))
+        m.d.comb += nxt_level.eq(Array(after)[pops])
+        m.d.sync += [rp.eq(rp + pops), level.eq(nxt_level), ge1.eq(nxt_level >= 1), ge2.eq(nxt_level >= 2)]
+        w0 = ring[rp]
+        w1 = ring[(rp + 1)[:2]]
+        w0_last = ring_last.bit_select(rp, 1)
+        w1_last = ring_last.bit_select((rp + 1)[:2], 1)
 
-        # -- stage 1: decode ---------------------------------------------------
+        # -- commands: the head (cur) and one prefetched (nxt), so that the FIFO's read
+        #    enable depends on a flip-flop only ----------------------------------------
+        cl = beat_cmd_layout(p)
+        cur = Signal(cl)
+        nxt = Signal(cl)
+        cur_v = Signal()
+        nxt_v = Signal()
+        adv = Signal()                        # cur is consumed this clock
+        m.d.comb += self.cmd.ready.eq(~nxt_v)
+        take_cmd = self.cmd.valid & ~nxt_v
+        with m.If(adv):
+            with m.If(nxt_v):
+                m.d.sync += cur.eq(nxt)
+                with m.If(take_cmd):
+                    m.d.sync += nxt.eq(self.cmd.payload)
+                with m.Else():
+                    m.d.sync += nxt_v.eq(0)
+            with m.Else():
+                m.d.sync += [cur.eq(self.cmd.payload), cur_v.eq(take_cmd)]
+        with m.Elif(take_cmd):
+            with m.If(cur_v):
+                m.d.sync += [nxt.eq(self.cmd.payload), nxt_v.eq(1)]
+            with m.Else():
+                m.d.sync += [cur.eq(self.cmd.payload), cur_v.eq(1)]
+
+        # -- per-tensor state ---------------------------------------------------
+        state = Signal(self.State)
+        err = Signal(ErrorKind)
+        ended = Signal()                      # the tensor's last word has been popped
+        nwords = Signal(32)
+        len_q = Signal(32)                    # cfg.length of the tensor in DRAIN
+        m.d.comb += self.error.eq(err)
+        st = self.status
         o = self.o
-        en = Signal()
-        m.d.comb += en.eq(o.ready | ~o.valid)
+        popped_last = Signal()
+        m.d.comb += popped_last.eq(((pops != 0) & w0_last) | ((pops == 2) & w1_last))
+        ended_new = ended | popped_last
+        done = Signal()
+        beat = Signal()                       # a beat is issued
+        zero = Signal()                       # ... as a zero beat
+        st_kind = Signal(ErrorKind)
+        st_len = Signal(32)
+        m.d.comb += [st_kind.eq(err), st_len.eq(cur.length)]
 
-        t = Signal(32)                        # beat in tensor
-        bb = Signal(range(max(bpb, 2)))       # beat in block
-        off = Signal(range(wbits))            # bit offset into ring[rp]
-        final = Signal()
-        bend = Signal()
-        nbits = Signal(range(beat_bits + 1))
-        end = Signal(range(2 * wbits))
+        with m.Switch(state):
+            with m.Case(self.State.RUN):
+                # fast path: a clean beat whose words are held
+                normal = cur_v & ~cur.refused & ~ended
+                hit = cur.need2 & ge1 & w0_last   # its records run past the tensor's last word
+                go = Signal()
+                m.d.comb += go.eq(normal & ~hit & Mux(cur.need2, ge2, ge1) & self.room)
+                m.d.comb += [adv.eq(go), beat.eq(go)]
+                with m.If(go):
+                    m.d.comb += pops.eq(cur.pops)
+                # the rest takes a clock to decide (off the fast path)
+                with m.If(cur_v & (cur.refused | ended | hit)):
+                    m.d.sync += [state.eq(self.State.ZERO),
+                                 err.eq(Mux(cur.refused, ErrorKind.UNSUPPORTED, ErrorKind.LENGTH))]
+                with m.If(go & cur.final):
+                    with m.If(popped_last):
+                        m.d.comb += done.eq(1)
+                    with m.Else():                # words left before `last`
+                        m.d.sync += [state.eq(self.State.DRAIN), err.eq(ErrorKind.LENGTH), len_q.eq(cur.length)]
+            with m.Case(self.State.ZERO):
+                # zero beats, one a clock; meanwhile the tensor's words are popped up to `last`
+                zgo = cur_v & (self.room | cur.nobeat)
+                m.d.comb += [adv.eq(zgo), beat.eq(zgo & ~cur.nobeat), zero.eq(1)]
+                with m.If(~ended & ge1):
+                    m.d.comb += pops.eq(1)
+                with m.If(zgo & cur.final):
+                    with m.If(ended_new):
+                        m.d.comb += done.eq(1)
+                    with m.Else():
+                        m.d.sync += [state.eq(self.State.DRAIN), len_q.eq(cur.length)]
+            with m.Case(self.State.DRAIN):
+                m.d.comb += st_len.eq(len_q)
+                with m.If(ge1):
+                    m.d.comb += pops.eq(1)
+                    with m.If(w0_last):
+                        m.d.comb += done.eq(1)
+        m.d.sync += ended.eq(ended_new)
+        with m.If(done):
+            m.d.sync += [state.eq(self.State.RUN), err.eq(ErrorKind.NONE), ended.eq(0)]
+        # The word count and the status entry run one clock behind (no 32-bit adder after
+        # the issue decision): pops_q is this clock's pops, nwords the sum before it.
+        pops_q = Signal(range(3))
+        st_q = Signal()
+        m.d.sync += [pops_q.eq(pops), st_q.eq(done), nwords.eq(Mux(st_q, 0, nwords + pops_q))]
+        st_pl = st.payload
+        with m.If(done):
+            m.d.sync += [
+                st_pl.unsupported.eq(st_kind == ErrorKind.UNSUPPORTED),
+                st_pl.corrupt.eq(st_kind == ErrorKind.CORRUPT),
+                st_pl.length_error.eq(st_kind == ErrorKind.LENGTH),
+                st_pl.values.eq(st_len),
+            ]
         m.d.comb += [
-            final.eq(t == q0.beats_m1),
-            bend.eq(final | (bb == bpb - 1)),
+            st.valid.eq(st_q),                # (the Unpacker never holds up m_status: ready is 1)
+            st_pl.words.eq(nwords + pops_q),
         ]
-        with m.If(final):
-            m.d.comb += nbits.eq(q0.tail_bits)
-        with m.Else():
-            m.d.comb += nbits.eq(q0.v << lg_n)
-        m.d.comb += end.eq(off + nbits)
-        two = end > wbits
-        emit = Signal()
-        m.d.comb += emit.eq(en & (qn != 0) & (level >= 1 + two))
 
-        window = Cat(ring[rp], ring[(rp + 1)[:2]])
-        shamt = _shift_amount(m, off, wbits - 1, "win_shamt")
-        s1_valid = Signal()
-        s1_raw = Signal(beat_bits)
-        s1_keep = Signal(n)
-        s1_last = Signal()
-        s1_cfg = Signal(config_layout())
-        s1_v = Signal(range(vmax + 1))
-        with m.If(en):
-            m.d.sync += s1_valid.eq(emit)
-        with m.If(emit):
-            keep = Signal(n)
-            m.d.comb += keep.eq(Cat(*((q0.tail > j) | ~final for j in range(n))))
+        # -- the beat to the datapath (registered) --------------------------------
+        m.d.sync += o.valid.eq(beat)
+        with m.If(beat):
             m.d.sync += [
-                s1_raw.eq((window >> shamt)[:beat_bits]),
-                s1_keep.eq(keep),
-                s1_last.eq(final),
-                s1_cfg.eq(q0.cfg),
-                s1_v.eq(q0.v),
-            ]
-            with m.If(bend):
-                m.d.comb += pops.eq(1 + two)
-                m.d.sync += [off.eq(0), bb.eq(0)]
-            with m.Else():
-                m.d.comb += pops.eq(end >= wbits)
-                m.d.sync += [off.eq(end[:wbits.bit_length() - 1]), bb.eq(bb + 1)]
-            with m.If(final):
-                m.d.comb += q_pop.eq(1)
-                m.d.sync += t.eq(0)
-            with m.Else():
-                m.d.sync += t.eq(t + 1)
-
-        # -- stage 2: split into records and fields ----------------------------
-        recs = split_records(m, s1_raw, s1_v, n, vmax)
-        c = s1_cfg
-        for j in range(n):
-            f = o.payload.fields[j]
-            rec = recs[j]
-            man = Signal(len(f.man), name=f"man{j}")
-            code = Signal(len(f.code), name=f"code{j}")
-            mamt = _shift_amount(m, c.man_bits, p.max_man_bits, f"mamt{j}")
-            samt = _shift_amount(m, c.man_bits + c.exp_bits, vmax - 1, f"samt{j}")
-            m.d.comb += [
-                man.eq(rec & Cat(*(i < c.man_bits for i in range(len(man))))),
-                code.eq((rec >> mamt) & Cat(*(i < c.exp_bits for i in range(len(code))))),
-            ]
-            with m.If(en):
-                m.d.sync += [
-                    f.man.eq(man & s1_keep[j].replicate(len(man))),
-                    f.code.eq(code & s1_keep[j].replicate(len(code))),
-                    f.sign.eq((rec >> samt)[0] & c.sign & s1_keep[j]),
-                ]
-        with m.If(en):
-            m.d.sync += [
-                o.valid.eq(s1_valid),
-                o.payload.keep.eq(s1_keep),
-                o.payload.last.eq(s1_last),
-                o.payload.cfg.eq(s1_cfg),
+                o.payload.win.eq(Cat(w0, w1)),
+                o.payload.off.eq(cur.off),
+                o.payload.keep.eq(cur.keep),
+                o.payload.last.eq(cur.final),
+                o.payload.zero.eq(zero),
+                o.payload.k.eq(cur.k),
             ]
         return m

@@ -195,6 +195,8 @@ def _unpack_gecko(words, blocks, block_words, bstart, counts, s: Settings, out) 
         gn = gn[act]
         hdr = bitpack.unpack(words, hb, pos[act]).astype(np.int64)
         base, z, mode = hdr & ((1 << e) - 1), (hdr >> e) & 1, hdr >> (e + 1)
+        if ((base == 0) & ((z != 0) | (mode != 0))).any():
+            raise FormatError("Gecko group header with b = 0 but z or k set (corrupted file?)")
         raw = (mode == gecko.RAW) & (base > 0)
         rice = (mode != gecko.RAW) & (base > 0)
         k = np.where(rice, np.minimum(mode, 2), 0)

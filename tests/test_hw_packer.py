@@ -96,63 +96,10 @@ def test_wordpacker(p, stall):
     assert [(int(x.data), int(x.last)) for x in lens] == exp_lens
 
 
-# -- WordUnpacker: model image in, model fields out ----------------------------
+# (the unpacker's word side is tested through the whole Unpacker: tests/test_hw_unpacker.py)
 
 def _word_beats(case):
     return [{"data": w, "last": int(k == len(case.words) - 1)} for k, w in enumerate(case.words)]
-
-
-@pytest.mark.parametrize("p", WP_CONFIGS, ids=lambda p: f"{p.source}_N{p.lanes}_W{p.word}_B{p.block}")
-@pytest.mark.parametrize("stall", [False, True])
-def test_wordunpacker(p, stall):
-    from sfp.hw.wordunpack import WordUnpacker
-    from sfp.model.quantize import as_bits, to_fields
-    from sfp.sim_tests.packer_ref import cfg_value
-
-    rng = np.random.default_rng(p.lanes * 5 + p.word)
-    cases = []
-    for i, kw in enumerate(WP_SETTINGS):
-        n = int(rng.integers(1, 3 * p.block + 5)) if i else 2 * p.block + p.lanes * 3 + 1
-        cases.append(make_case(adversarial_bits(p.source, rng, n), _settings(p, kw)))
-    dut = WordUnpacker(p)
-    beats = []
-    prng = random.Random(4)
-
-    async def tb(ctx):
-        ctx.set(dut.cfg_ok, 1)
-        for c in cases:
-            cfgv = cfg_value(c.settings, c.n)
-            first = True
-            for wb in _word_beats(c):
-                while stall and prng.random() < 0.3:
-                    ctx.set(dut.i.valid, 0)
-                    await ctx.tick()
-                ctx.set(dut.i.payload, wb)
-                ctx.set(dut.i.valid, 1)
-                if first:
-                    ctx.set(dut.cfg, cfgv)
-                await ctx.tick().until(dut.i.ready)
-                first = False
-        ctx.set(dut.i.valid, 0)
-        for _ in range(300):
-            await ctx.tick()
-
-    run_sim(dut, tb, collectors=[collector(dut.o, beats, random.Random(5), 0.5 if stall else 1.0)])
-    k = 0
-    for c in cases:
-        f, _ = to_fields(as_bits(c.bits.astype(c.settings.src.dtype), c.settings.source), c.settings, strict=False)
-        sign = f.sign & (1 if c.settings.sign else 0)
-        for t in range(0, c.n, p.lanes):
-            b = beats[k]
-            k += 1
-            cnt = min(p.lanes, c.n - t)
-            assert int(b.last) == int(t + p.lanes >= c.n)
-            assert int(b.keep) == (1 << cnt) - 1
-            for j in range(cnt):
-                got = (int(b.fields[j].sign), int(b.fields[j].code), int(b.fields[j].man))
-                exp = (int(sign[t + j]), int(f.code[t + j]), int(f.man[t + j]))
-                assert got == exp, f"value {t + j}: got {got}, expected {exp}"
-    assert k == len(beats)
 
 
 # -- Packer / Unpacker (with hw.lane and hw.prng) --------------------------------
@@ -248,6 +195,18 @@ def _pid(p):
     return f"{p.source}_N{p.lanes}_W{p.word}_B{p.block}"
 
 
+def expected_packer_status(cases):
+    """The ``m_status`` entries the model implies: flags from ``to_fields``, words from ``encode_image``."""
+    return [{"negative": int(c.neg) if c.supported else 0, "special": int(c.special) if c.supported else 0,
+             "unsupported": int(not c.supported), "corrupt": 0, "length_error": 0,
+             "values": c.n, "words": len(c.words) if c.supported else 0} for c in cases]
+
+
+def status_entries(entries):
+    return [{f: int(getattr(e, f)) for f in ("negative", "special", "unsupported", "corrupt", "length_error",
+                                             "values", "words")} for e in entries]
+
+
 @pytest.mark.parametrize("p", PK_CONFIGS, ids=_pid)
 @pytest.mark.parametrize("stall", [False, True])
 def test_packer(p, stall):
@@ -256,22 +215,23 @@ def test_packer(p, stall):
     rng = np.random.default_rng(p.lanes + p.word)
     cases = _pk_cases(p, rng)
     dut = Packer(p)
-    words, lens = [], []
+    words, lens, stat = [], [], []
     prng = random.Random(7)
     cycles = []
 
     async def tb(ctx):
         await send_tensors(ctx, dut, cases, prng, 0.3 if stall else 0.0, _unsup_cfg,
                            lambda c: value_beats(c, p.lanes), cycles)
-        for _ in range(50):
+        for _ in range(80):
             await ctx.tick()
         st = ctx.get(dut.status)
         last = cases[-1]
-        assert (st.negative, st.special, st.unsupported) == (last.neg, last.special, 0)
+        assert (st.negative, st.special, st.unsupported, st.lost) == (last.neg, last.special, 0, 0)
 
     run_sim(dut, tb, collectors=[
         collector(dut.m_axis, words, random.Random(8), 0.5 if stall else 1.0),
         collector(dut.m_len, lens, random.Random(9), 0.6 if stall else 1.0),
+        collector(dut.m_status, stat, random.Random(10), 0.5 if stall else 1.0),
     ])
     got = [(int(w.data), int(w.last)) for w in words]
     exp = expected_stream(cases, "words")
@@ -279,6 +239,7 @@ def test_packer(p, stall):
         assert g == e, f"word {k}: got {g[0]:#x} last={g[1]}, expected {e[0]:#x} last={e[1]}"
     assert len(got) == len(exp)
     assert [(int(x.data), int(x.last)) for x in lens] == expected_stream(cases, "lens")
+    assert status_entries(stat) == expected_packer_status(cases)
     print(f"{len(got)} words, {len(lens)} blocks, beats/cycles {cycles[0]}")
     if not stall:
         nb, nc = cycles[0]
@@ -287,7 +248,8 @@ def test_packer(p, stall):
 
 @pytest.mark.parametrize("p", PK_CONFIGS[:1], ids=_pid)
 def test_packer_status(p):
-    """Flags per tensor: set by its values, replaced by the next tensor, refusal writes nothing."""
+    """Flags per tensor: set by its values, replaced by the next tensor, refusal writes nothing;
+    m_status: one entry per tensor; entries not read are dropped (lost), the data path never waits."""
     from sfp.hw.packer import Packer
 
     rng = np.random.default_rng(3)
@@ -297,19 +259,42 @@ def test_packer_status(p):
     bad = unsupported_case(p, adversarial_bits(p.source, rng, 9))
     seq = [(neg, (1, 0, 0)), (clean, (0, 0, 0)), (spec, (0, 1, 0)), (bad, (0, 0, 1)), (clean, (0, 0, 0))]
     dut = Packer(p)
-    words = []
+    words, stat = [], []
 
     async def tb(ctx):
         for c, flags in seq:
             await send_tensors(ctx, dut, [c], None, 0.0, _unsup_cfg, lambda c: value_beats(c, p.lanes))
-            for _ in range(10):
+            for _ in range(12):
                 await ctx.tick()
             st = ctx.get(dut.status)
             assert (st.negative, st.special, st.unsupported) == flags
+        for _ in range(40):
+            await ctx.tick()
+        assert len(stat) == len(seq)
+        # m_status not read: 8 entries are queued, the rest dropped (lost), words still flow
+        ctx.set(dut.m_status.ready, 0)
+        n_extra = 12
+        await send_tensors(ctx, dut, [clean] * n_extra, None, 0.0, _unsup_cfg, lambda c: value_beats(c, p.lanes))
+        for _ in range(60):
+            await ctx.tick()
+        assert ctx.get(dut.status.lost) == 1
+        assert len(words) == len(expected_stream([c for c, _ in seq] + [clean] * n_extra, "words"))
+
+    async def status_reader(ctx):
+        # reads m_status until the testbench above drops ready
+        while True:
+            _, _, valid, ready, payload = await ctx.tick().sample(dut.m_status.valid, dut.m_status.ready,
+                                                                  dut.m_status.payload)
+            if valid and ready:
+                stat.append(payload)
+
+    async def drive_ready(ctx):
+        ctx.set(dut.m_status.ready, 1)
 
     run_sim(dut, tb, collectors=[collector(dut.m_axis, words, random.Random(1)),
-                                 collector(dut.m_len, [], random.Random(1))])
-    assert [(int(w.data), int(w.last)) for w in words] == expected_stream([c for c, _ in seq], "words")
+                                 collector(dut.m_len, [], random.Random(1)), drive_ready, status_reader])
+    assert status_entries(stat[:len(seq)]) == expected_packer_status([c for c, _ in seq])
+    assert len(stat) == len(seq)
 
 
 @pytest.mark.parametrize("p", PK_CONFIGS, ids=_pid)
@@ -335,11 +320,14 @@ def test_unpacker(p, stall):
             await ctx.tick()
         assert ctx.get(dut.status.unsupported) == 0
 
-    run_sim(dut, tb, collectors=[collector(dut.m_axis, beats, random.Random(12), 0.5 if stall else 1.0)])
+    run_sim(dut, tb, collectors=[collector(dut.m_axis, beats, random.Random(12), 0.5 if stall else 1.0),
+                                 collector(dut.m_status, [], random.Random(13))])
     k = 0
-    out_beats = 0
     for c in cases:
-        if not c.supported:
+        if not c.supported:                    # refused: its beats, all zero (m_status says why)
+            for t in range(0, c.n, p.lanes):
+                assert not any(int(beats[k].data[j]) for j in range(p.lanes))
+                k += 1
             continue
         for t in range(0, c.n, p.lanes):
             b = beats[k]
@@ -391,7 +379,8 @@ def test_throughput(p):
         for _ in range(50):
             await ctx.tick()
 
-    run_sim(dut, tb2, collectors=[collector(dut.m_axis, beats, random.Random(1), times=times)])
+    run_sim(dut, tb2, collectors=[collector(dut.m_axis, beats, random.Random(1), times=times),
+                                  collector(dut.m_status, [], random.Random(2))])
     assert len(beats) == sum(-(-c.n // p.lanes) for c in cases)
     span = times[-1] - times[0] + 1
     assert span == len(beats), f"unpacker: {len(beats)} beats over {span} cycles"
@@ -524,9 +513,15 @@ def test_unpacker_gecko(p, stall):
             return [{"data": 0x1234, "last": 0}, {"data": 0x5678, "last": 1}]
         return _word_beats(c)
 
+    want = sum(-(-c.n // p.lanes) for c in cases)      # refused tensors too (zero beats)
+
     async def tb(ctx):
         await send_tensors(ctx, dut, cases, random.Random(21), 0.3 if stall else 0.0, _unsup_cfg, word_beats)
-        for _ in range(100 + p.block):
+        for _ in range(100 + p.block + 8 * want):
+            if len(beats) == want:
+                break
+            await ctx.tick()
+        for _ in range(20):
             await ctx.tick()
         assert ctx.get(dut.status.unsupported) == 0
         assert not ctx.get(dut.s_len.valid) or not ctx.get(dut.s_len.ready)
@@ -537,7 +532,10 @@ def test_unpacker_gecko(p, stall):
     ])
     k = 0
     for c in cases:
-        if not c.supported:
+        if not c.supported:                    # refused: its beats, all zero
+            for t in range(0, c.n, p.lanes):
+                assert not any(int(beats[k].data[j]) for j in range(p.lanes))
+                k += 1
             continue
         for t in range(0, c.n, p.lanes):
             b = beats[k]
@@ -551,7 +549,7 @@ def test_unpacker_gecko(p, stall):
 
 
 def test_gecko_refusal_status():
-    """Gecko build: a refused tensor drops its words and its block-index entries; the next decodes exactly."""
+    """Gecko build: a refused tensor consumes its words and block-index entries, emits zero beats; the next decodes exactly."""
     from sfp.hw.unpacker import Unpacker
 
     p = GK_CONFIGS[0]
@@ -574,17 +572,17 @@ def test_gecko_refusal_status():
     async def tb(ctx):
         for c, flag in seq:
             await send_tensors(ctx, dut, [c], None, 0.0, _unsup_cfg, word_beats)
-            for _ in range(20 + p.block // 4):
+            for _ in range(20 + p.block):
                 await ctx.tick()
             assert ctx.get(dut.status.unsupported) == flag
 
     run_sim(dut, tb, collectors=[collector(dut.m_axis, beats, random.Random(1)),
                                  len_driver(dut.s_len, _len_entries([c for c, _ in seq]), random.Random(2))])
-    assert len(beats) == 2 * -(-good.n // p.lanes)
+    # a refused tensor's beats are all zero (its status entry says why)
     got = [int(b.data[j]) for b in beats for j in range(p.lanes)]
     exp = []
-    for _ in range(2):
-        exp += [int(v) for v in good.out] + [0] * (-good.n % p.lanes)
+    for c, flag in seq:
+        exp += [0] * (-(-c.n // p.lanes) * p.lanes) if flag else [int(v) for v in c.out] + [0] * (-c.n % p.lanes)
     assert got == exp
 
 

@@ -1,0 +1,542 @@
+"""Formal harnesses: each function builds one design (an Amaranth ``Fragment``) whose
+``Assert``/``Assume``/``Cover`` statements state one family of properties.
+
+The unit under test sits in a wrapper module; its input ports are left
+undriven, so in the exported RTLIL they are free inputs the solver chooses
+every clock, constrained only by the ``Assume``s here (AXI4-Stream rules on
+input streams, a configuration, ``rst`` low).  Each builder returns
+``(fragment, info)``; ``sfp.synth.formal`` writes and runs the ``.sby`` file.
+
+Properties on internal queues use :func:`sfp.hw.formal.props.tap`: if the
+RTL renames a queue's signals, building the harness fails loudly
+(:class:`~sfp.hw.formal.props.TapError`) rather than proving nothing.
+"""
+
+from __future__ import annotations
+
+from amaranth import Cat, ClockDomain, Module, Mux, Signal
+from amaranth.hdl import Assert, Assume, Cover, Fragment
+
+from ..params import HwParams
+from .props import TapError, stream_rules, tap
+
+__all__ = ["HARNESSES", "small_params"]
+
+
+def small_params(lanes: int = 2, block: int = 4, **kw) -> HwParams:
+    """A small configuration for proofs: bf16 source, W = 64, m <= 3, e <= 4 (8-bit records)."""
+    base = dict(source="bf16", lanes=lanes, word=64, block=block, max_man_bits=3, max_exp_bits=4, stochastic=False)
+    base.update(kw)
+    return HwParams(**base)
+
+
+def _no_reset(m: Module):
+    """The harness owns the ``sync`` domain (its clk and rst become ports); ``rst`` stays low:
+    the run starts from the init values, which are the reset values."""
+    m.domains.sync = cd = ClockDomain("sync")
+    m.d.comb += Assume(~cd.rst)
+
+
+def _fix_cfg(m: Module, cfg, **fields):
+    for k, v in fields.items():
+        m.d.comb += Assume(getattr(cfg, k) == v)
+
+
+# -- queue invariants ------------------------------------------------------------
+
+
+def _regfifo_invariants(frag: Fragment, path: str, depth: int, label: str):
+    """No overflow / underflow of a :class:`sfp.hw.wordpack.RegFifo` at ``path``, as statements.
+
+    The FIFO's caller promises room for ``w_n`` entries (there is no
+    ``w_rdy``), so "never overflows" is ``level + w_n - pop <= depth``;
+    "never underflows" is that a pop only happens with ``level >= 1``.  The
+    pointer/level consistency is stated too: it is true of the FIFO and
+    gives k-induction the invariant it needs.
+    """
+    level = tap(frag, path, "level")
+    w_n = tap(frag, path, "w_n")
+    rp = tap(frag, path, "rp")
+    wp = tap(frag, path, "wp")
+    valid = tap(frag, path, "r__valid")
+    ready = tap(frag, path, "r__ready")
+    pop = valid & ready
+    mask = depth - 1
+    return [
+        Assert(level <= depth, f"{label}: level above depth"),
+        Assert(level + w_n - pop <= depth, f"{label}: overflow (a write with no free slot)"),
+        Assert(~pop | (level >= 1), f"{label}: underflow (a pop from an empty FIFO)"),
+        Assert(((wp - rp) & mask) == (level & mask), f"{label}: pointers disagree with the level"),
+    ]
+
+
+def _accum_invariants(frag: Fragment, path: str):
+    """The packer's word and length queues (in :class:`sfp.hw.wordpack.BitAccumulator`) are never
+    written while full, and its one-word pending register is never asked to hold two words: the
+    accumulator names the disjunction of these three ``overflow`` (the credit gate upstream must
+    keep it 0)."""
+    return [Assert(~tap(frag, path, "overflow"), "word/length queue or pending word overflow")]
+
+
+def wordpack_fifos(p: HwParams):
+    """WordPacker (RecordConcat -> BitAccumulator behind the CreditGate) with any input beats and
+    any sinks: its queues never overflow (Amaranth's FIFOs assert they never underflow or lose
+    their pointers themselves); its two output streams obey AXI4-Stream given an AXI4-Stream input."""
+    from ..wordpack import WordPacker
+
+    m = Module()
+    m.submodules.dut = dut = WordPacker(p)
+    _no_reset(m)
+    ib = dut.i.payload
+    stream_rules(m, dut.i.valid, dut.i.ready, dut.i.payload, role="assume", name="i")
+    m.d.comb += [Assume(ib.count <= p.lanes), Assume(ib.v <= p.max_value_bits)]
+    stream_rules(m, dut.words.valid, dut.words.ready, dut.words.payload, role="assert", name="words")
+    stream_rules(m, dut.lens.valid, dut.lens.ready, dut.lens.payload, role="assert", name="lens")
+    frag = Fragment.get(m, "formal")
+    frag.add_statements("comb", *_accum_invariants(frag.find_subfragment("dut"), "accum"))
+    return frag, {"unit": "WordPacker", "params": p}
+
+
+def _ring_invariants(d: Fragment, p: HwParams, path: str = "", contract: bool = True):
+    """No overflow/underflow of the unpacker's word ring (:class:`sfp.hw.wordunpack.RecordCutter`)."""
+    from ..wordunpack import RecordCutter
+
+    level, pops, take = tap(d, path, "level"), tap(d, path, "pops"), tap(d, path, "take")
+    rp, wp = tap(d, path, "rp"), tap(d, path, "wp")
+    ring = RecordCutter.RING
+    extra = []
+    # registered copies of `level >= 1`, `level >= 2` (d15d10d): true of the design, and needed by
+    # k-induction (an unreachable state where they disagree with `level` would pop an empty ring)
+    for name, k in (("ge1", 1), ("ge2", 2)):
+        try:
+            extra.append(Assert(tap(d, path, name) == (level >= k), f"word ring: {name} disagrees with the level"))
+        except TapError:
+            pass
+    # the prefetched commands (cur, nxt; d15d10d) keep the sequencer's contract they came in with
+    try:
+        if not contract:
+            raise TapError("no command contract")
+        from amaranth.lib import data as _data
+
+        from ..unpack_seq import beat_cmd_layout
+        cl = beat_cmd_layout(p)
+        cur, nxt = _data.View(cl, tap(d, path, "cur")), _data.View(cl, tap(d, path, "nxt"))
+        cur_v, nxt_v = tap(d, path, "cur_v"), tap(d, path, "nxt_v")
+        extra += [
+            Assert(~cur_v | (cur.pops <= 1 + cur.need2), "held command breaks pops <= 1 + need2"),
+            Assert(~nxt_v | (nxt.pops <= 1 + nxt.need2), "prefetched command breaks pops <= 1 + need2"),
+            Assert(~nxt_v | cur_v, "a prefetched command without a head command"),
+        ]
+    except TapError:
+        pass
+    return extra + [
+        Assert(level <= ring, "word ring: level above depth"),
+        Assert(level + take - pops <= ring, "word ring: overflow"),
+        Assert(pops <= level, "word ring: underflow (a word popped that is not there)"),
+        Assert(((wp - rp) & (ring - 1)) == (level & (ring - 1)), "word ring: pointers disagree with the level"),
+    ]
+
+
+def _unpacker_invariants(frag: Fragment, p: HwParams):
+    """The plain unpacker's own queues: the word ring, and the credit-managed output FIFO, which has
+    no back-pressure on its write side (a write while full would lose a beat)."""
+    d = frag.find_subfragment("dut")
+    w_en, w_rdy = tap(d, "ofifo", "w_en"), tap(d, "ofifo", "w_rdy")
+    return _ring_invariants(d, p, "cut") + [Assert(~w_en | w_rdy, "output FIFO: a beat written while full")]
+
+
+def cutter_ring(p: HwParams, loose: bool = False):
+    """RecordCutter with any words, any beat commands (within the sequencer's contract: a beat
+    pops at most the words it needs, ``pops <= 1 + need2``), any ``room``: the 4-word ring never
+    overflows or underflows."""
+    from ..wordunpack import RecordCutter
+
+    m = Module()
+    m.submodules.dut = dut = RecordCutter(p)
+    _no_reset(m)
+    stream_rules(m, dut.words.valid, dut.words.ready, dut.words.payload, role="assume", name="words")
+    stream_rules(m, dut.cmd.valid, dut.cmd.ready, dut.cmd.payload, role="assume", name="cmd")
+    if not loose:
+        m.d.comb += Assume(dut.cmd.payload.pops <= 1 + dut.cmd.payload.need2)
+    frag = Fragment.get(m, "formal")
+    frag.add_statements("comb", *_ring_invariants(frag.find_subfragment("dut"), p, contract=not loose))
+    return frag, {"unit": "RecordCutter", "params": p}
+
+
+def regfifo_env(p: HwParams, broken: bool = False):
+    """A :class:`RegFifo` (depth 4, two write ports) driven by a writer that writes up to two
+    entries when ``level <= depth - 2`` (the first WordPacker's rule; the pipelined packer no
+    longer instantiates RegFifo, so this pair of proofs now shows the checker's teeth).  ``broken=True`` lets it write
+    at ``level <= depth - 1``: the overflow proof must then FAIL (the checker has teeth)."""
+    from ..wordpack import RegFifo, word_layout
+
+    m = Module()
+    m.submodules.dut = dut = RegFifo(word_layout(p), 4, wports=2)
+    _no_reset(m)
+    want = Signal(range(3))                   # free input: how many the writer would like to write
+    limit = 3 if broken else 2
+    m.d.comb += dut.w_n.eq(Mux(dut.level <= limit, want, 0))
+    m.d.comb += Assume(want <= 2)
+    frag = Fragment.get(m, "formal")
+    frag.add_statements("comb", *_regfifo_invariants(frag.find_subfragment("dut"), "", 4, "RegFifo"))
+    return frag, {"unit": "RegFifo" + (" (full check broken)" if broken else ""), "params": p}
+
+
+# -- AXI4-Stream rules on the whole units ------------------------------------------
+
+
+def packer_axis(p: HwParams):
+    """Packer: m_axis and m_len obey AXI4-Stream for any cfg and any AXI4-Stream input."""
+    from ..packer import Packer
+
+    m = Module()
+    m.submodules.dut = dut = Packer(p)
+    _no_reset(m)
+    stream_rules(m, dut.s_axis.valid, dut.s_axis.ready, dut.s_axis.payload, role="assume", name="s_axis")
+    stream_rules(m, dut.m_axis.valid, dut.m_axis.ready, dut.m_axis.payload, role="assert", name="m_axis")
+    stream_rules(m, dut.m_len.valid, dut.m_len.ready, dut.m_len.payload, role="assert", name="m_len")
+    _status_stream(m, dut, "assert")
+    frag = Fragment.get(m, "formal")
+    if not p.gecko:
+        frag.add_statements("comb", *_accum_invariants(frag.find_subfragment("dut"), "accum"))
+    return frag, {"unit": "Packer", "params": p}
+
+
+def unpacker_axis(p: HwParams):
+    """Unpacker: m_axis obeys AXI4-Stream for any cfg and any AXI4-Stream input words."""
+    from ..unpacker import Unpacker
+
+    m = Module()
+    m.submodules.dut = dut = Unpacker(p)
+    _no_reset(m)
+    stream_rules(m, dut.s_axis.valid, dut.s_axis.ready, dut.s_axis.payload, role="assume", name="s_axis")
+    if p.gecko:
+        stream_rules(m, dut.s_len.valid, dut.s_len.ready, dut.s_len.payload, role="assume", name="s_len")
+    stream_rules(m, dut.m_axis.valid, dut.m_axis.ready, dut.m_axis.payload, role="assert", name="m_axis")
+    _status_stream(m, dut, "assert")
+    # Elaborated for platform "formal": Amaranth's SyncFIFO then asserts its own
+    # pointer/level invariants (which also make the stream rules inductive).
+    frag = Fragment.get(m, "formal")
+    if not p.gecko:
+        frag.add_statements("comb", *_unpacker_invariants(frag, p))
+    return frag, {"unit": "Unpacker", "params": p}
+
+
+def _status_stream(m, dut, role):
+    """The per-tensor ``m_status`` stream, when the unit has one (issue #10 item 2)."""
+    if "m_status" in dut.signature.members:
+        s = dut.m_status
+        stream_rules(m, s.valid, s.ready, s.payload, role=role, name="m_status")
+
+
+# -- covers --------------------------------------------------------------------------
+
+
+def packer_cover(p: HwParams):
+    """Reachability: a block end (an m_len entry), a tensor end (m_axis last), a refusal."""
+    from ..packer import Packer
+
+    m = Module()
+    m.submodules.dut = dut = Packer(p)
+    _no_reset(m)
+    stream_rules(m, dut.s_axis.valid, dut.s_axis.ready, dut.s_axis.payload, role="assume", name="s_axis")
+    ml, ma = dut.m_len, dut.m_axis
+    m.d.comb += [
+        Cover(ml.valid & ml.ready & ~ml.payload.last, "block end inside a tensor"),
+        Cover(ma.valid & ma.ready & ma.payload.last, "tensor end"),
+        Cover(dut.status.unsupported, "refusal"),
+    ]
+    return Fragment.get(m, "formal"), {"unit": "Packer", "params": p}
+
+
+def unpacker_cover(p: HwParams):
+    """Reachability: a tensor end (m_axis last), a refusal, an error flag (if the unit has one)."""
+    from ..unpacker import Unpacker
+
+    m = Module()
+    m.submodules.dut = dut = Unpacker(p)
+    _no_reset(m)
+    stream_rules(m, dut.s_axis.valid, dut.s_axis.ready, dut.s_axis.payload, role="assume", name="s_axis")
+    ma = dut.m_axis
+    m.d.comb += [
+        Cover(ma.valid & ma.ready & ma.payload.last, "tensor end"),
+        Cover(dut.status.unsupported, "refusal"),
+    ]
+    if "m_status" in dut.signature.members:
+        st = dut.m_status
+        fire = st.valid & st.ready
+        m.d.comb += [
+            Cover(fire & st.payload.unsupported, "refusal reported on m_status"),
+            Cover(fire & st.payload.length_error, "length error reported"),
+        ]
+        if p.gecko:                           # only a Gecko-coded block can be corrupt
+            m.d.comb += Cover(fire & st.payload.corrupt, "corrupt stream reported")
+    return Fragment.get(m, "formal"), {"unit": "Unpacker", "params": p}
+
+
+# -- round trip: packer then unpacker -----------------------------------------------
+
+
+def _held_cfg(m: Module, name: str = "cfg"):
+    """A free ``cfg`` that the solver picks once and holds (Amaranth 0.5 has no AnyConst)."""
+    from ..params import config_layout
+
+    cfg = Signal(config_layout(), name=name)
+    prev = Signal(config_layout(), name=f"{name}_prev")
+    started = Signal(name=f"{name}_started")
+    m.d.sync += [started.eq(1), prev.eq(cfg)]
+    with m.If(started):
+        m.d.comb += Assume(cfg.as_value() == prev.as_value())
+    return cfg
+
+
+def _supported(m: Module, p: HwParams, cfg):
+    from ..lane import cfg_supported
+
+    m.d.comb += Assume(cfg_supported(p, cfg))
+
+
+def roundtrip(p: HwParams, length: int = 5, tensors: int = 2, cover: bool = False, fixed: bool = True):
+    """Packer -> Unpacker (words straight across) for symbolic values and a symbolic, supported,
+    held cfg: ``tensors`` tensors of ``length`` values back to back come out as exactly the
+    lanes' quantized values (``Dequantizer(Quantizer(x))`` of the same cfg, computed beside the
+    units), with ``keep``/``last`` as specified and no extra beat.  With ``cover=True`` the
+    proof instead covers the last beat of the last tensor coming out (non-vacuity, and the
+    depth the bounded check needs).  ``fixed=True`` fixes the cfg at m = 3, e = 4, sign, exp_base
+    120, specials, rne (the values stay symbolic): with a symbolic cfg the pipelined units are too
+    slow for the solver at the depth needed."""
+    from amaranth.lib import data
+
+    from ..lane import Dequantizer, Quantizer
+    from ..packer import Packer
+    from ..unpacker import Unpacker
+
+    n, sw = p.lanes, p.src.width
+    k = -(-length // n)                       # beats per tensor
+    tail = length - (k - 1) * n
+    total = k * tensors
+    m = Module()
+    m.submodules.pk = pk = Packer(p)
+    m.submodules.up = up = Unpacker(p)
+    _no_reset(m)
+    cfg = _held_cfg(m)
+    _supported(m, p, cfg)
+    m.d.comb += [Assume(cfg.length == length), Assume(cfg.gecko == 0),
+                 pk.cfg.eq(cfg), up.cfg.eq(cfg)]
+    if fixed:
+        _fix_cfg(m, cfg, man_bits=min(3, p.max_man_bits), exp_bits=min(4, p.max_exp_bits), sign=1,
+                 exp_base=120, specials=1, rounding=0)
+    # packer words straight into the unpacker; the block index is not needed (plain layout)
+    m.d.comb += [
+        up.s_axis.payload.eq(pk.m_axis.payload),
+        up.s_axis.valid.eq(pk.m_axis.valid),
+        pk.m_axis.ready.eq(up.s_axis.ready),
+    ]
+    sa = pk.s_axis
+    stream_rules(m, sa.valid, sa.ready, sa.payload, role="assume", name="s_axis")
+    beat = Signal(range(total + 1))           # beats accepted so far
+    inb = Signal(range(k))                    # beat within its tensor
+    fire = sa.valid & sa.ready
+    m.d.comb += [
+        Assume(sa.payload.last == (inb == k - 1)),
+        Assume(~sa.valid | (beat < total)),
+    ]
+    with m.If(sa.payload.last):
+        m.d.comb += Assume(sa.payload.keep == (1 << tail) - 1)
+    with m.If(fire):
+        m.d.sync += [beat.eq(beat + 1), inb.eq(Mux(inb == k - 1, 0, inb + 1))]
+
+    # the scoreboard: each accepted beat's expected output beat
+    layout = data.StructLayout({"data": n * sw, "keep": n, "last": 1})
+    board = [Signal(layout, name=f"expect{i}") for i in range(total)]
+    exp_data = []
+    for j in range(n):
+        q, dq = Quantizer(p), Dequantizer(p)
+        m.submodules[f"q{j}"], m.submodules[f"dq{j}"] = q, dq
+        m.d.comb += [q.value.eq(sa.payload.data[j]), q.cfg.eq(cfg), q.rnd.eq(0),
+                     dq.fields.eq(q.fields), dq.cfg.eq(cfg)]
+        lane_on = ~sa.payload.last | (j < tail)
+        exp_data.append(Mux(lane_on, dq.value, 0))
+    with m.If(fire):
+        for i in range(total):
+            with m.If(beat == i):
+                m.d.sync += [board[i].data.eq(Cat(*exp_data)),
+                             board[i].keep.eq(Mux(sa.payload.last, (1 << tail) - 1, (1 << n) - 1)),
+                             board[i].last.eq(sa.payload.last)]
+    out = Signal(range(total + 1))            # beats out so far
+    ma = up.m_axis
+    ofire = ma.valid & ma.ready
+    with m.If(ofire):
+        m.d.sync += out.eq(out + 1)
+        m.d.comb += Assert(out < beat, "an output beat with no input beat behind it")
+        for i in range(total):
+            with m.If(out == i):
+                m.d.comb += [
+                    Assert(ma.payload.data.as_value() == board[i].data, "values differ"),
+                    Assert(ma.payload.keep == board[i].keep, "keep differs"),
+                    Assert(ma.payload.last == board[i].last, "last differs"),
+                ]
+    if cover:
+        m.d.comb += Cover(ofire & (out == total - 1), "the last beat of the last tensor out")
+    return Fragment.get(m, "formal"), {"unit": "Packer+Unpacker", "params": p}
+
+
+# -- the unpacker on arbitrary words: bounded liveness, completion, error reporting ------------
+
+
+def _plain_words(m: Module, p: HwParams, length, v, max_len: int):
+    """The plain image's word count (sum of L_b) for ``length`` values of ``v`` bits (length <= max_len)."""
+    lg_w = p.word.bit_length() - 1
+    total = 0
+    for b in range(-(-max_len // p.block)):
+        cnt = Signal(range(p.block + 1), name=f"blk{b}_cnt")
+        rest = length - b * p.block
+        m.d.comb += cnt.eq(Mux(length <= b * p.block, 0, Mux(rest >= p.block, p.block, rest)))
+        total = total + ((cnt * v + (p.word - 1)) >> lg_w)
+    return total
+
+
+def unpacker_live(p: HwParams, max_len: int = 8, stall: int = 12, refused: bool = False, fixed: tuple = (7, 8)):
+    """The unpacker fed arbitrary words (any data, ``tlast`` anywhere) and arbitrary supported cfgs
+    with ``1 <= length <= max_len``, its input always valid and its output always ready:
+
+    * it takes a word again within ``stall`` clocks (no deadlock);
+    * each tensor's output is ``ceil(length/N)`` beats with ``last`` exactly on the final one
+      (checked against the lengths recorded at each tensor's first word, in order);
+    * if the unit has ``m_status``: an entry per tensor, and ``length_error`` exactly when the
+      words up to ``tlast`` are not the format's count (sum of L_b) for that cfg.
+
+    ``refused=True`` also lets the cfg be one the build refuses (it must then still complete).
+    ``fixed=(m, e)`` holds the container settings at m, e with the sign (records of 1 + e + m
+    bits) and leaves only ``length`` (and the words) free: with symbolic widths the solver is
+    much slower.  ``fixed=None`` leaves them free."""
+    from ..unpacker import Unpacker
+
+    n = p.lanes
+    m = Module()
+    m.submodules.dut = dut = Unpacker(p)
+    _no_reset(m)
+    cfg = dut.cfg
+    m.d.comb += [Assume(dut.s_axis.valid), Assume(dut.m_axis.ready),
+                 Assume(cfg.length >= 1), Assume(cfg.length <= max_len)]
+    if not refused:
+        _supported(m, p, cfg)
+    if fixed and not refused:
+        _fix_cfg(m, cfg, man_bits=fixed[0], exp_bits=fixed[1], sign=1, gecko=0)
+    if "m_status" in dut.signature.members:
+        m.d.comb += Assume(dut.m_status.ready)
+
+    # no deadlock: s_axis.ready is never low for more than `stall` clocks in a row
+    wait = Signal(range(stall + 2))
+    sa = dut.s_axis
+    fire = sa.valid & sa.ready
+    m.d.sync += wait.eq(Mux(fire, 0, Mux(wait == stall + 1, wait, wait + 1)))
+    m.d.comb += Assert(wait <= stall, "s_axis not ready for too long (deadlock)")
+
+    # per tensor, recorded at its first word: expected beats (and words, for the status check)
+    from ..lane import cfg_supported
+    qd = 16
+    beats_q = [Signal(range(max_len + 1), name=f"beats_q{i}") for i in range(qd)]
+    words_q = [Signal(16, name=f"words_q{i}") for i in range(qd)]
+    ok_q = [Signal(name=f"ok_q{i}") for i in range(qd)]
+    wr = Signal(range(qd))
+    rd = Signal(range(qd))
+    in_t = Signal()                           # inside a tensor (a first word was taken)
+    consumed = Signal(16)                     # words taken of the current input tensor
+    v = Signal(range(32))
+    m.d.comb += v.eq(cfg.sign + cfg.exp_bits + cfg.man_bits)
+    st_rd = Signal(range(qd))
+    m.d.comb += Assert(((wr - rd) & (qd - 1)) < qd - 1, "harness: too many tensors in flight")
+    wl = Signal(range(qd))                    # tensors whose last word was taken
+    with m.If(fire):
+        m.d.sync += in_t.eq(~sa.payload.last)
+        with m.If(~in_t):
+            m.d.sync += wr.eq(wr + 1)
+            for i in range(qd):
+                with m.If(wr == i):
+                    m.d.sync += [beats_q[i].eq((cfg.length + (n - 1)) >> (n.bit_length() - 1)),
+                                 ok_q[i].eq(cfg_supported(p, cfg))]
+        with m.If(sa.payload.last):
+            m.d.sync += [wl.eq(wl + 1), consumed.eq(0)]
+            for i in range(qd):
+                with m.If(wl == i):
+                    m.d.sync += words_q[i].eq(Mux(in_t, consumed, 0) + 1)
+        with m.Else():
+            m.d.sync += consumed.eq(Mux(in_t, consumed, 0) + 1)
+
+    ma = dut.m_axis
+    ofire = ma.valid & ma.ready
+    ob = Signal(range(max_len + 1))           # beat within the output tensor
+    head_beats = Signal(range(max_len + 1))
+    for i in range(qd):
+        with m.If(rd == i):
+            m.d.comb += head_beats.eq(beats_q[i])
+    with m.If(ofire):
+        m.d.comb += [
+            Assert(rd != wr, "an output beat for a tensor not yet started"),
+            Assert(ma.payload.last == (ob == head_beats - 1), "last not on the tensor's ceil(length/N)-th beat"),
+        ]
+        with m.If(ma.payload.last):
+            m.d.sync += [ob.eq(0), rd.eq(rd + 1)]
+        with m.Else():
+            m.d.sync += ob.eq(ob + 1)
+    if "m_status" in dut.signature.members:
+        st = dut.m_status
+        # expected words of the tensor whose status comes out: recorded per tensor
+        exp_words_q = [Signal(16, name=f"exp_words_q{i}") for i in range(qd)]
+        with m.If(fire & ~in_t):
+            for i in range(qd):
+                with m.If(wr == i):
+                    m.d.sync += exp_words_q[i].eq(_plain_words(m, p, cfg.length, v, max_len))
+        with m.If(st.valid & st.ready):
+            m.d.sync += st_rd.eq(st_rd + 1)
+            for i in range(qd):
+                with m.If(st_rd == i):
+                    m.d.comb += Assert(st_rd != wl, "a status entry for a tensor not yet ended")
+                    with m.If(ok_q[i]):
+                        m.d.comb += Assert(st.payload.length_error == (words_q[i] != exp_words_q[i]),
+                                           "length_error differs from (words != sum of L_b)")
+                    with m.Else():
+                        m.d.comb += Assert(st.payload.unsupported, "refused tensor without unsupported")
+    return Fragment.get(m, "formal"), {"unit": "Unpacker", "params": p}
+
+
+# -- reset -----------------------------------------------------------------------------
+
+
+def reset_outputs(p: HwParams, which: str = "packer"):
+    """One clock of ``rst`` is a full reset, from any state: in the clock after ``rst`` was high,
+    no output stream is valid (``m_axis``, ``m_len``, ``m_status``) and the sticky status flags
+    are clear.  ``rst`` is free here (not held low), inputs arbitrary; k-induction, so it holds
+    from every state, not only from those reached in a bounded run."""
+    from ..packer import Packer
+    from ..unpacker import Unpacker
+
+    m = Module()
+    m.domains.sync = cd = ClockDomain("sync")
+    m.submodules.dut = dut = (Packer if which == "packer" else Unpacker)(p)
+    was_rst = Signal()
+    m.d.sync += was_rst.eq(cd.rst)
+    outs = [dut.m_axis]
+    for name in ("m_len", "m_status"):
+        if name in dut.signature.members:
+            outs.append(getattr(dut, name))
+    with m.If(was_rst):
+        for s in outs:
+            m.d.comb += Assert(~s.valid, "an output valid right after reset")
+        m.d.comb += Assert(dut.status.as_value() == 0, "a status flag set right after reset")
+    return Fragment.get(m, "formal"), {"unit": which, "params": p}
+
+
+HARNESSES = {
+    "wordpack_fifos": wordpack_fifos,
+    "cutter_ring": cutter_ring,
+    "regfifo_env": regfifo_env,
+    "packer_axis": packer_axis,
+    "unpacker_axis": unpacker_axis,
+    "packer_cover": packer_cover,
+    "unpacker_cover": unpacker_cover,
+    "roundtrip": roundtrip,
+    "unpacker_live": unpacker_live,
+    "reset_outputs": reset_outputs,
+}
