@@ -1,10 +1,16 @@
 #!/bin/sh
-# The training benchmark of docs/results.md, section 6 (long: ~1 h on 2 shared cores; resumable).
-# Seed 0: every method, MX baselines and the exponent-window variants; seeds 1 and 2: the core methods.
+# The training benchmark of docs/results.md, section 6 (long: hours on 2 busy shared cores; resumable:
+# runs already in $OUT are skipped).  Most important runs first.
 set -e
 PY=${PY:-.venv/bin/python}
 OUT=${OUT:-out/train-bench}
-$PY -m sfp.train.run --out "$OUT" --img docs/img --seeds 0 \
-    --methods fp32,bf16,qmqe,bitwave,mxfp8e4m3,mxfp8e5m2,mxfp6e3m2,mxfp6e2m3,mxfp4,qmqe:window=hw,qmqe:window=auto > /dev/null
-$PY -m sfp.train.run --out "$OUT" --seeds 1,2 --methods fp32,bf16,qmqe,bitwave > /dev/null
+run() { $PY -m sfp.train.run --out "$OUT" --img docs/img "$@" > /dev/null; }
+CORE=fp32,bf16,qmqe,bitwave
+run --seeds 0 --tasks transformer,mnist --methods $CORE
+run --seeds 0 --tasks mnist --methods qmqe:window=hw,qmqe:window=auto,mxfp8e4m3,mxfp8e5m2,mxfp6e3m2,mxfp6e2m3,mxfp4
+run --seeds 0 --tasks digits,cancer --methods $CORE
+run --seeds 1,2 --tasks mnist,transformer --methods $CORE
+run --seeds 0 --tasks transformer --methods qmqe:window=hw,mxfp8e4m3,mxfp6e2m3,mxfp4
+run --seeds 1,2 --tasks digits,cancer --methods $CORE
+run --seeds 0 --tasks transformer --methods qmqe:window=auto,mxfp8e5m2,mxfp6e3m2
 $PY -m sfp.train.run --out "$OUT" --report

@@ -237,9 +237,9 @@ class Attached:
         name = self._name(kind, role)
         nonneg = self._is_nonneg(x)
         p = self._point(name, kind, x, nonneg)
+        if self._discover:                     # the example forward only finds the tensors
+            return x
         q = self.policy(p, x, self.training)
-        if self._discover and nonneg:
-            self._mark(q)
         gp = getattr(p, "grad_point", None)
         if gp is not None and self.training and torch.is_grad_enabled() and q.requires_grad:
             q = _GradQ.apply(q, self, gp)
@@ -252,6 +252,8 @@ class Attached:
         if name in self._wcache:
             return self._wcache[name]
         p = self._point(name, "weight", w)
+        if self._discover:
+            return w
         q = self.policy(p, w, self.training)
         self._wcache[name] = q
         return q
@@ -276,7 +278,11 @@ class Attached:
             kwargs = {k: self._weight(v) for k, v in kwargs.items()}
             out = func(*args, **kwargs)
         elif func is F.scaled_dot_product_attention:
-            out = self._sdpa(*args, **kwargs)
+            out = self._sdpa(*args, **kwargs)[0]
+        elif func is F.multi_head_attention_forward:
+            out = self._mha(*args, **kwargs)
+        elif getattr(func, "__name__", "") == "_native_multi_head_attention":
+            raise NotImplementedError("attach: nn.MultiheadAttention took its fused inference path")
         elif func in _SOFTMAX:
             x = self._act(args[0], "attn", "scores")
             out = func(x, *args[1:], **kwargs)
@@ -315,9 +321,52 @@ class Attached:
         if self._discover:
             self._mark(pr)
         pr = self._act(pr, "attn", "probs")
-        if dropout_p > 0 and self.training:
+        if dropout_p > 0:
             pr = F.dropout(pr, dropout_p)
-        return torch.matmul(pr, v)
+        return torch.matmul(pr, v), pr
+
+    def _mha(self, query, key, value, embed_dim, num_heads, in_proj_weight, in_proj_bias, bias_k, bias_v,
+             add_zero_attn, dropout_p, out_proj_weight, out_proj_bias, training=True, key_padding_mask=None,
+             need_weights=True, attn_mask=None, use_separate_proj_weight=False, q_proj_weight=None,
+             k_proj_weight=None, v_proj_weight=None, static_k=None, static_v=None, average_attn_weights=True,
+             is_causal=False):
+        # nn.MultiheadAttention's functional body, spelled out with the calls above (its usual options)
+        if bias_k is not None or bias_v is not None or add_zero_attn or static_k is not None \
+                or static_v is not None or query.dim() != 3:
+            raise NotImplementedError("attach: nn.MultiheadAttention with bias_k/bias_v, add_zero_attn, "
+                                      "static k/v or unbatched inputs is not supported")
+        L, N, E = query.shape
+        S = key.shape[0]
+        H, dh = num_heads, embed_dim // num_heads
+        lin = lambda x, w, b: self._dispatch(F.linear, (x, w, b), {})
+        if use_separate_proj_weight:
+            ws = [self._weight(w) for w in (q_proj_weight, k_proj_weight, v_proj_weight)]
+        else:
+            ws = list(self._weight(in_proj_weight).chunk(3))
+        bs = list(self._weight(in_proj_bias).chunk(3)) if in_proj_bias is not None else [None] * 3
+        if key is query and value is query and not use_separate_proj_weight:     # self-attention: one input
+            q, k, v = lin(query, torch.cat(ws), None if in_proj_bias is None else torch.cat(bs)).chunk(3, dim=-1)
+        else:
+            q, k, v = (lin(t, w, b) for t, w, b in zip((query, key, value), ws, bs))
+        heads = lambda t, n: t.reshape(n, N * H, dh).transpose(0, 1).reshape(N, H, n, dh)
+        mask = None
+        if attn_mask is not None:
+            am = attn_mask if attn_mask.dim() == 2 else attn_mask.reshape(N, H, L, S)
+            mask = torch.zeros(am.shape).masked_fill(am, float("-inf")) if am.dtype == torch.bool else am
+        if key_padding_mask is not None:
+            kp = key_padding_mask.reshape(N, 1, 1, S)
+            kp = torch.zeros(kp.shape).masked_fill(kp, float("-inf")) if kp.dtype == torch.bool else kp
+            mask = kp if mask is None else mask + kp
+        out, pr = self._sdpa(heads(q, L), heads(k, S), heads(v, S), attn_mask=mask,
+                             dropout_p=dropout_p if training else 0.0, is_causal=is_causal and mask is None)
+        self._stack.append(self._stack[-1] + ".out_proj")       # its input: act/<mha>.out_proj.in
+        try:
+            out = lin(out.permute(2, 0, 1, 3).reshape(L, N, E), out_proj_weight, out_proj_bias)
+        finally:
+            self._stack.pop()
+        if not need_weights:
+            return out, None
+        return out, pr.mean(dim=1) if average_attn_weights else pr
 
 
 def attach(model: nn.Module, policy, example, *, nonneg_input: bool = False, grads=None, window: int = 4,
