@@ -91,6 +91,11 @@ synth-sweep: venv
 board: venv
 	$(VENV)/bin/sfp board ulx3s
 
+# Training benchmark (docs/results.md section 6): every task x method x 3 seeds; hours on 2 busy cores, resumable.
+.PHONY: train-bench
+train-bench: venv
+	PY=$(VPY) scripts/train_bench.sh
+
 .PHONY: bench-hw
 bench-hw: venv
 	$(VPY) scripts/bench_hw.py --gecko

