@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import numpy as np
 import pytest
 
@@ -26,7 +28,11 @@ def _cases():
     ]
 
 
-@pytest.mark.parametrize("simulator", SIMULATORS)
+# Icarus in the default suite; Verilator's C++ build of the whole packer costs minutes: SFP_SLOW=1 adds it.
+RUN_ON = [s for s in SIMULATORS if s == "icarus" or os.environ.get("SFP_SLOW")]
+
+
+@pytest.mark.parametrize("simulator", RUN_ON)
 def test_expstats_rtl(simulator):
     p = HwParams(source="bf16", lanes=8, word=128, block=256)
     beat_l, cfg_l, st_l = value_beat_layout(p), config_layout(), stats_layout(p)
