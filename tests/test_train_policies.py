@@ -114,9 +114,9 @@ def test_penalty_is_strength_times_mean_bits():
     pol = QMQE(strength=0.5, init_m=3.0, init_e=4.0, elide_sign=False)
     _point(pol, 100, 0, "a")
     _point(pol, 300, 1, "b")
-    assert abs(float(pol.penalty()) - 0.5 * (1 + 3 + 4)) < 1e-6
+    assert abs(float(pol.penalty().detach()) - 0.5 * (1 + 3 + 4)) < 1e-6
     pol.points["b"].nm.data.fill_(1.0)                # mean bits = (100*8 + 300*6) / 400 = 6.5
-    assert abs(float(pol.penalty()) - 0.5 * 6.5) < 1e-6
+    assert abs(float(pol.penalty().detach()) - 0.5 * 6.5) < 1e-6
 
 
 def test_freeze_step_fixes_integer_containers():
@@ -125,7 +125,7 @@ def test_freeze_step_fixes_integer_containers():
     _steps(pol, 2)
     assert (float(p.nm), float(p.ne)) == (3.0, 5.0)    # ceil(n - 0.01)
     pol.step = 3
-    assert pol.frozen and pol.container(p, True) == (3, 5) and float(pol.penalty()) == 0.0
+    assert pol.frozen and pol.container(p, True) == (3, 5) and float(pol.penalty().detach()) == 0.0
 
 
 def test_penalty_against_task_gradient():
