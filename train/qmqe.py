@@ -31,10 +31,11 @@ gradient is the first-order change of the loss between the two neighbours::
 footprint penalty ``strength * size_t / N`` per bit, where ``size_t`` is the
 tensor's number of values and ``N`` the number of values stored per step
 over all points: the penalty is ``strength`` times the network's mean
-bits per stored value.  The bitlengths have their own Adam optimizer.  In the
-last ``freeze_epochs`` epochs (and for evaluation) every bitlength is frozen
-at ``ceil(n - 0.01)``: training finishes, and accuracy is measured, at the
-exact integer containers that the schedule records.
+bits per stored value, a term of the loss (:meth:`QMQE.penalty`).  The
+bitlengths are a parameter group of the training loop's optimizer
+(:meth:`QMQE.param_groups`).  From ``freeze_step`` on (and for evaluation)
+every bitlength is frozen at ``ceil(n - 0.01)``: training finishes, and
+accuracy is measured, at the exact integer containers that the schedule records.
 """
 
 from __future__ import annotations
