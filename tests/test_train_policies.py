@@ -218,6 +218,8 @@ def test_cli_train_json(tmp_path):
     ("--task", "digits", "--method", "bf16", "--strength", "0.1"),
     ("--task", "digits", "--method", "qmqe", "--strength", "-1"),
     ("--task", "digits"),
+    ("--task", "mnist", "--method", "fp32", "--window", "hw"),
+    ("--task", "transformer", "--method", "mxfp9"),
 ])
 def test_cli_bad_input(args, tmp_path):
     out = tmp_path / "o"
