@@ -77,13 +77,16 @@ class _Monitor:
     def __init__(self, h, policy, measure_every: int, last_step: int):
         self.h, self.policy = h, policy
         self.every, self.last = measure_every, last_step
+        # the grid sits mid-way between multiples of `every`: not on epoch ends, where a short last
+        # minibatch would stand for a whole stretch of training
+        self.offset = measure_every // 2
         self.measured: list[dict] = []
         self.bits_log: list[dict] = []     # per step: {name: [n_m, n_e]} (real for qmqe)
         self.last_tensors: dict[str, dict] = {}   # the last step's stored tensors (for hardware replay)
         self.prev_tensors: dict[str, dict] = {}   # the step before (for the hardware-window loop)
 
     def _due(self, step):
-        return step % self.every == 0 or step >= self.last - 1 or step == 1
+        return step % self.every == self.offset or step >= self.last - 1 or step == 1
 
     def before_step(self, step):
         for p in self.h.points.values():
@@ -124,16 +127,17 @@ class _Monitor:
         self.measured.append(rec)
 
 
-def _summary(records: list[dict]) -> dict:
+def _summary(records: list[dict], weights=None) -> dict:
     out = {}
+    weights = weights or [1.0] * len(records)
     for group, kinds in GROUPS.items():
         v = b = g = 0
-        for r in records:
+        for r, wt in zip(records, weights):
             for t in r["tensors"].values():
                 if t["kind"] in kinds:
-                    v += t["values"]
-                    b += t["bits"]
-                    g += t["gecko_bits"]
+                    v += wt * t["values"]
+                    b += wt * t["bits"]
+                    g += wt * t["gecko_bits"]
         if not v:
             continue
         bpv, gbpv = b / v, g / v
@@ -141,6 +145,17 @@ def _summary(records: list[dict]) -> dict:
                       "vs_fp32": 32 / bpv, "vs_bf16": 16 / bpv,
                       "gecko_vs_fp32": 32 / gbpv, "gecko_vs_bf16": 16 / gbpv}
     return out
+
+
+def footprint_of(measured: list[dict], every: int, steps: int, offset: int = 0) -> dict:
+    """Training-wide figures: the trapezoid rule over the measurement grid (step 1, every ``every``-th
+    step, the last step), so that every part of training weighs the same (the step before the last is
+    measured for the replay tests, not counted); ``final``: the last step alone."""
+    grid = [r for r in measured if r["step"] == 1 or r["step"] % every == offset or r["step"] == steps]
+    w = [0.5 if k in (0, len(grid) - 1) else 1.0 for k in range(len(grid))]    # trapezoid over the grid
+    fp = _summary(grid, w)
+    fp["final"] = _summary([r for r in measured if r["step"] == steps])
+    return fp
 
 
 def run(task: str, method: str, epochs: int | None = None, seed: int = 0, measure_every: int | None = None,
@@ -195,8 +210,7 @@ def run(task: str, method: str, epochs: int | None = None, seed: int = 0, measur
         model.eval()
         with torch.no_grad():
             final = T.evaluate(model)
-    fp = _summary(mon.measured)
-    fp["final"] = _summary(mon.measured[-1:])
+    fp = footprint_of(mon.measured, mon.every, steps, mon.offset)
     schedule = h.schedule(task=task, method=method, epochs=epochs, steps_per_epoch=spe, batch_size=BATCH,
                           seed=seed)
     return {
@@ -205,7 +219,7 @@ def run(task: str, method: str, epochs: int | None = None, seed: int = 0, measur
         "metric": T.metric, "accuracy": final["accuracy"], "val_loss": final.get("val_loss"),
         "test_examples": T.eval_examples,
         "history": history, "footprint": fp,
-        "measured_steps": [r["step"] for r in mon.measured],
+        "measured_steps": [r["step"] for r in mon.measured], "measure_every": mon.every, "measure_offset": mon.offset,
         "measurements": mon.measured, "qm_bits": mon.bits_log,
         "bitwave_log": getattr(getattr(policy, "ctl", None), "log", None),
         "schedule": schedule, "seconds": time.perf_counter() - t0,
@@ -322,10 +336,13 @@ def _load_results(out: str) -> list[dict]:
             with open(f) as fh:
                 r = json.load(fh)
             r["label"] = d.rsplit("-s", 1)[0].split("-", 1)[1]
+            r["footprint"] = footprint_of(r["measurements"], r.get("measure_every") or max(1, r["steps"] // 10),
+                                          r["steps"], r.get("measure_offset", 0))
             rs.append(r)
     return rs
 
 
+TASK_ORDER = ("mnist", "transformer", "digits", "cancer")
 ORDER = ("fp32", "bf16", "qmqe", "bitwave", "qmqe-window-hw", "qmqe-window-auto", "mxfp8e4m3", "mxfp8e5m2",
          "mxfp6e3m2", "mxfp6e2m3", "mxfp4")
 
@@ -346,7 +363,8 @@ def _ms(vals):
 def report(out: str) -> str:
     """Markdown tables (mean over the seeds found, +- sample deviation) from ``out``'s result.json files."""
     rs = _load_results(out)
-    tasks = list(dict.fromkeys(r["task"] for r in rs))
+    tasks = sorted(dict.fromkeys(r["task"] for r in rs),
+                   key=lambda t: TASK_ORDER.index(t) if t in TASK_ORDER else 9)
     lines = []
     for task in tasks:
         trs = [r for r in rs if r["task"] == task]
