@@ -10,9 +10,9 @@ run --seeds 0 --tasks transformer,mnist --methods $CORE
 run --seeds 0 --tasks transformer --methods qmqe:strength=0.002,qmqe:window=hw
 run --seeds 0 --tasks mnist --methods qmqe:strength=0.005
 run --seeds 0 --tasks digits,cancer --methods $CORE
-run --seeds 1,2 --tasks mnist --methods fp32,qmqe,bitwave
+run --seeds 1,2 --tasks mnist --methods fp32,qmqe,bitwave,qmqe:strength=0.005
+run --seeds 0 --tasks mnist --methods qmqe:window=hw,qmqe:window=auto,mxfp6e2m3,mxfp4
 run --seeds 1,2 --tasks transformer --methods fp32,qmqe
-run --seeds 0 --tasks mnist --methods qmqe:window=hw,qmqe:window=auto,mxfp8e4m3,mxfp8e5m2,mxfp6e3m2,mxfp6e2m3,mxfp4
 run --seeds 0 --tasks transformer --methods mxfp8e4m3,mxfp4
 run --seeds 1,2 --tasks transformer --methods bitwave
 run --seeds 1,2 --tasks mnist,transformer --methods bf16
