@@ -371,18 +371,20 @@ def report(out: str) -> str:
         labels = _labels(trs)
         lm = trs[0]["metric"] == "val_loss"
         key = "val_loss" if lm else "accuracy"
-        ref = _ms([r[key] for r in trs if r["label"] == "fp32"])[0]
         groups = [g for g in ("weight", "act", "linear_in", "embed", "norm", "attn", "grad")
                   if any(g in r["footprint"] for r in trs)]
         lines.append(f"\n**{task}** ({'validation loss, nats/char' if lm else 'test accuracy'}; "
                      f"footprint = training-wide stored bits vs fp32, plain / with Gecko)\n")
-        head = ["method", "seeds", "val loss" if lm else "accuracy", "vs fp32" + (" (%)" if lm else " (pp)")]
+        head = ["method", "seeds", "val loss" if lm else "accuracy",
+                "vs fp32 at the same seeds" + (" (%)" if lm else " (pp)")]
         head += [f"{g} vs fp32" for g in groups] + ["**total vs fp32**", "total vs bf16"]
         lines.append("| " + " | ".join(head) + " |")
         lines.append("|" + "---|" * len(head))
         for lab in labels:
             rr = [r for r in trs if r["label"] == lab]
             mu, sd = _ms([r[key] for r in rr])
+            seeds = {r["seed"] for r in rr}          # the difference is against fp32 at the same seeds
+            ref = _ms([r[key] for r in trs if r["label"] == "fp32" and r["seed"] in seeds])[0]
             if lm:
                 metric, delta = f"{mu:.4f} ± {sd:.4f}", f"{(mu / ref - 1) * 100:+.2f}"
             else:
