@@ -123,7 +123,7 @@ def test_freeze_step_fixes_integer_containers():
     pol = QMQE(strength=0.0, init_m=2.4, init_e=4.6, freeze_step=3)
     p, x = _point(pol)
     _steps(pol, 2)
-    assert (float(p.nm), float(p.ne)) == (3.0, 5.0)    # ceil(n - 0.01)
+    assert (float(p.nm.detach()), float(p.ne.detach())) == (3.0, 5.0)    # ceil(n - 0.01)
     pol.step = 3
     assert pol.frozen and pol.container(p, True) == (3, 5) and float(pol.penalty().detach()) == 0.0
 
