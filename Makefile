@@ -104,6 +104,11 @@ FORMAL_TIMEOUT ?= 1800
 formal: venv
 	$(VPY) -m sfp.synth.formal --timeout $(FORMAL_TIMEOUT)
 
+# Training benchmark (docs/results.md section 6): every task x method x 3 seeds; hours on 2 busy cores, resumable.
+.PHONY: train-bench
+train-bench: venv
+	PY=$(VPY) scripts/train_bench.sh
+
 .PHONY: bench-hw
 bench-hw: venv
 	$(VPY) scripts/bench_hw.py --gecko

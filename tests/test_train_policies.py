@@ -61,9 +61,9 @@ def _point(policy, n=4096, seed=0, name="w"):
 def test_forward_at_integer_bitlength_is_bit_exact():
     """A QM/QE layer collapsed to an integer container returns exactly model.quantize's values."""
     import ml_dtypes
-    pol = QMQE(init_m=3.0, init_e=4.0, epochs=2)
+    pol = QMQE(init_m=3.0, init_e=4.0)
     p, x = _point(pol)
-    pol.step, pol.epoch = 1, 1
+    pol.step = 1
     p.capture = {}
     y = pol(p, x, True)                      # frac = 0: the collapse is certain
     c = p.capture["settings"]
@@ -77,11 +77,11 @@ def test_forward_at_integer_bitlength_is_bit_exact():
 
 
 def test_gradient_reaches_bitlengths():
-    pol = QMQE(init_m=2.0, init_e=3.0, epochs=2)     # collapses to m2 e3; neighbours m3, e4
+    pol = QMQE(init_m=2.0, init_e=3.0)               # collapses to m2 e3; neighbours m3, e4
     p, x = _point(pol)
     with torch.no_grad():                           # spread over ~16 binades: a 3-bit window flushes some
         x *= torch.exp2(torch.linspace(-14, 2, x.numel()))
-    pol.step, pol.epoch = 1, 1
+    pol.step = 1
     loss = ((pol(p, x, True) - x.detach()) ** 2).sum()     # reconstruction error
     loss.backward()
     assert p.nm.grad is not None and p.ne.grad is not None
@@ -89,31 +89,52 @@ def test_gradient_reaches_bitlengths():
     assert float(p.ne.grad) < 0          # so does a wider exponent window (fewer values flushed to 0)
 
 
+def _steps(pol, n, loss_fn=None):
+    """n training steps of the bitlengths alone (their optimizer group, the penalty in the loss)."""
+    opt = torch.optim.Adam(pol.param_groups())
+    for step in range(1, n + 1):
+        pol.step = step
+        loss = pol.penalty() + (loss_fn() if loss_fn else 0)
+        loss.backward()
+        opt.step()
+        opt.zero_grad(set_to_none=True)
+        pol.end_step(step, float(loss.detach()))
+
+
 def test_penalty_reduces_bitlengths():
     """With no task gradient, the penalty alone walks every bitlength down to its floor."""
-    pol = QMQE(strength=1.0, lr=0.1, init_m=7.0, init_e=8.0, epochs=10, freeze_epochs=0)
+    pol = QMQE(strength=1.0, lr=0.1, init_m=7.0, init_e=8.0)
     pts = [_point(pol, n, i, f"t{i}")[0] for i, n in enumerate((100, 10000))]
-    pol.on_train_begin(None, None)
-    for step in range(1, 151):
-        pol.before_step(None, None, None, step, 1)
-        pol.after_backward(None, step, 1)
+    _steps(pol, 150)
     for p in pts:
         assert float(p.nm.detach()) == 0.0 and float(p.ne.detach()) == 2.0
+
+
+def test_penalty_is_strength_times_mean_bits():
+    pol = QMQE(strength=0.5, init_m=3.0, init_e=4.0, elide_sign=False)
+    _point(pol, 100, 0, "a")
+    _point(pol, 300, 1, "b")
+    assert abs(float(pol.penalty().detach()) - 0.5 * (1 + 3 + 4)) < 1e-6
+    pol.points["b"].nm.data.fill_(1.0)                # mean bits = (100*8 + 300*6) / 400 = 6.5
+    assert abs(float(pol.penalty().detach()) - 0.5 * 6.5) < 1e-6
+
+
+def test_freeze_step_fixes_integer_containers():
+    pol = QMQE(strength=0.0, init_m=2.4, init_e=4.6, freeze_step=3)
+    p, x = _point(pol)
+    _steps(pol, 2)
+    assert (float(p.nm.detach()), float(p.ne.detach())) == (3.0, 5.0)    # ceil(n - 0.01)
+    pol.step = 3
+    assert pol.frozen and pol.container(p, True) == (3, 5) and float(pol.penalty().detach()) == 0.0
 
 
 def test_penalty_against_task_gradient():
     """The task gradient holds the bitlength up; a stronger penalty lands lower."""
     def train(strength):
-        pol = QMQE(strength=strength, lr=0.05, init_m=7.0, init_e=8.0, epochs=10, freeze_epochs=0,
-                   quantum_exponent=False)
+        pol = QMQE(strength=strength, lr=0.05, init_m=7.0, init_e=8.0, quantum_exponent=False)
         p, x = _point(pol, 2000, 3)
-        pol.on_train_begin(None, None)
         target = x.detach()
-        for step in range(1, 201):
-            pol.before_step(None, None, None, step, 1)
-            loss = ((pol(p, x, True) - target) ** 2).sum()
-            loss.backward()
-            pol.after_backward(None, step, 1)
+        _steps(pol, 200, lambda: ((pol(p, x, True) - target) ** 2).sum())
         return float(p.nm.detach())
     weak, strong = train(0.05), train(50.0)
     assert strong < weak
@@ -144,7 +165,7 @@ def test_bitwave_ladder_and_policy():
     p, x = _point(pol)
     assert pol.container(p, True) == (7, 8)
     for i in range(4):                        # first update: baseline; then one rung down per improvement
-        pol.after_step(None, i + 1, 1, 1.0 / (i + 1))
+        pol.end_step(i + 1, 1.0 / (i + 1))
     assert pol.container(p, True) == lad[3]
 
 
@@ -191,12 +212,14 @@ def test_cli_train_json(tmp_path):
 
 
 @pytest.mark.parametrize("args", [
-    ("--task", "mnist", "--method", "qmqe"),
+    ("--task", "imagenet", "--method", "qmqe"),
     ("--task", "digits", "--method", "int8"),
     ("--task", "digits", "--method", "fp32", "--epochs", "0"),
     ("--task", "digits", "--method", "bf16", "--strength", "0.1"),
     ("--task", "digits", "--method", "qmqe", "--strength", "-1"),
     ("--task", "digits"),
+    ("--task", "mnist", "--method", "fp32", "--window", "hw"),
+    ("--task", "transformer", "--method", "mxfp9"),
 ])
 def test_cli_bad_input(args, tmp_path):
     out = tmp_path / "o"

@@ -87,13 +87,14 @@ class BitWaveController:
 class BitWave(FixedPolicy):
     name = "bitwave"
 
-    def __init__(self, ladder=None, elide_sign: bool = True, **ctl):
-        super().__init__(7, 8, elide_sign)
+    def __init__(self, ladder=None, elide_sign: bool = True, window: str = "running", **ctl):
+        super().__init__(7, 8, elide_sign, window)
         self.ladder = ladder or default_ladder()
         self.ctl = BitWaveController(len(self.ladder), **ctl)
 
     def container(self, p, training):
         return self.ladder[self.ctl.rung]
 
-    def after_step(self, model, step, epoch, loss):
-        self.ctl.update(loss)
+    def end_step(self, step: int, loss) -> None:
+        """The callback: fed each step's training loss (``Attached.step(loss)``)."""
+        self.ctl.update(float(loss))

@@ -31,15 +31,17 @@ gradient is the first-order change of the loss between the two neighbours::
 footprint penalty ``strength * size_t / N`` per bit, where ``size_t`` is the
 tensor's number of values and ``N`` the number of values stored per step
 over all points: the penalty is ``strength`` times the network's mean
-bits per stored value.  The bitlengths have their own Adam optimizer.  In the
-last ``freeze_epochs`` epochs (and for evaluation) every bitlength is frozen
-at ``ceil(n - 0.01)``: training finishes, and accuracy is measured, at the
-exact integer containers that the schedule records.
+bits per stored value, a term of the loss (:meth:`QMQE.penalty`).  The
+bitlengths are a parameter group of the training loop's optimizer
+(:meth:`QMQE.param_groups`).  From ``freeze_step`` on (and for evaluation)
+every bitlength is frozen at ``ceil(n - 0.01)``: training finishes, and
+accuracy is measured, at the exact integer containers that the schedule records.
 """
 
 from __future__ import annotations
 
 import math
+from collections import OrderedDict
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -47,7 +49,7 @@ import torch
 
 __all__ = [
     "BF16_MAN", "M_RANGE", "E_RANGE", "to_bf16_bits", "bits_to_float", "quantize_bits",
-    "quantize_torch", "max_exponent", "QuantPoint", "FixedPolicy", "QMQE",
+    "quantize_torch", "quantize_lut", "auto_exp_base", "max_exponent", "QuantPoint", "FixedPolicy", "QMQE",
 ]
 
 BF16_MAN = 7          # M_w of bf16
@@ -85,6 +87,22 @@ def max_exponent(bits: torch.Tensor) -> int:
     return int(exp.max()) if exp.numel() else 0
 
 
+def _auto_from(Ep, normal, s, sign, cmax) -> int:
+    ok = normal if sign else normal & (s == 0)
+    emax = min(int(Ep[ok].max()), E_FMAX) if bool(ok.any()) else 0
+    return max(0, emax - cmax)
+
+
+def auto_exp_base(bits: torch.Tensor, m: int, e: int, sign: bool = True, specials: bool = True) -> int:
+    """format.md 2 ``exp_base auto`` for rne: from the tensor's largest *rounded* exponent (a pass over it)."""
+    drop = BF16_MAN - m
+    mag = bits & 0x7FFF
+    E = mag >> 7
+    normal = (E != 0) & (E != 0xFF)
+    r = mag if drop == 0 else (mag + ((1 << (drop - 1)) - 1) + ((mag >> drop) & 1)) >> drop
+    return _auto_from(r >> m, normal, (bits >> 15) & 1, sign, cmax_of(e, specials))
+
+
 def quantize_bits(bits: torch.Tensor, m: int, e: int, exp_base, sign: bool = True,
                   specials: bool = True, rounding: str = "rne") -> torch.Tensor:
     """``docs/format.md`` 3.1-3.7 on bf16 patterns: the patterns the hardware returns.
@@ -115,9 +133,7 @@ def quantize_bits(bits: torch.Tensor, m: int, e: int, exp_base, sign: bool = Tru
     top = (1 << e) - 1
     cmax = cmax_of(e, specials)
     if exp_base == "auto":
-        ok = normal if sign else normal & (s == 0)
-        emax = min(int(Ep[ok].max()), E_FMAX) if bool(ok.any()) else 0
-        exp_base = max(0, emax - cmax)
+        exp_base = _auto_from(Ep, normal, s, sign, cmax)
     cfin = min(cmax, E_FMAX - exp_base)
     c = Ep - exp_base
     keep = normal & (c >= 1)
@@ -161,6 +177,33 @@ def quantize_bits(bits: torch.Tensor, m: int, e: int, exp_base, sign: bool = Tru
     return out
 
 
+_ALL = None
+_LUTS: "OrderedDict[tuple, torch.Tensor]" = OrderedDict()
+LUT_CACHE = 256       # tables of 65,536 patterns kept (256 KiB each)
+
+
+def quantize_lut(bits: torch.Tensor, m: int, e: int, exp_base: int, sign: bool = True) -> torch.Tensor:
+    """:func:`quantize_bits` (rne, specials kept, integer ``exp_base``) by table look-up.
+
+    A bf16 source has 65,536 patterns: the table is :func:`quantize_bits` of all of
+    them (so the result is the same function, bit for bit), computed once per
+    container and cached; storing a tensor is then one gather.
+    """
+    global _ALL
+    key = (m, e, int(exp_base), bool(sign))
+    t = _LUTS.get(key)
+    if t is None:
+        if _ALL is None:
+            _ALL = torch.arange(1 << 16, dtype=torch.int32)
+        t = quantize_bits(_ALL, m, e, int(exp_base), sign)
+        _LUTS[key] = t
+        if len(_LUTS) > LUT_CACHE:
+            _LUTS.popitem(last=False)
+    else:
+        _LUTS.move_to_end(key)
+    return t[bits.long()]
+
+
 def quantize_torch(x: torch.Tensor, m: int, e: int, exp_base, sign: bool = True, **kw) -> torch.Tensor:
     """``x`` (fp32 or bf16) through a bf16-sourced container, returned as float32."""
     return bits_to_float(quantize_bits(to_bf16_bits(x.detach()), m, e, exp_base, sign, **kw)).reshape(x.shape)
@@ -189,7 +232,8 @@ class _STE(torch.autograd.Function):
 
 @dataclass
 class QuantPoint:
-    """One stored tensor: ``kind`` is ``weight`` or ``act``; ``nonneg``: known >= 0 (sign elided)."""
+    """One stored tensor: ``kind`` is ``weight``, ``act``, ``embed``, ``norm``, ``attn`` or ``grad``;
+    ``nonneg``: known >= 0 (sign elided)."""
 
     name: str
     kind: str
@@ -200,6 +244,7 @@ class QuantPoint:
     nm: torch.Tensor | None = None
     ne: torch.Tensor | None = None
     capture: dict | None = None   # set to {} to capture the next training forward
+    hw_stats: dict | None = None  # window "hw": what the packer's statistics reported at the last store
 
     def running_max(self, bits: torch.Tensor) -> int:
         if not self.history:             # calibration: the first step sees its own tensor
@@ -216,22 +261,41 @@ def exp_base_for(R: int, e: int, specials: bool = True) -> int:
     return max(0, min(R - cmax_of(e, specials), E_FMAX - 1))
 
 
+WINDOWS = ("running", "auto", "hw")
+
+
 class FixedPolicy:
     """fp32 (no quantization), bf16 (m=7, e=8) or any fixed (m, e); base class of the policies.
 
     ``container(point, training)`` returns the integer ``(m, e)`` of the step, or
     None for no quantization (fp32).  ``recorder`` (a schedule) is told every
     choice made in training.
+
+    ``window`` places each tensor's exponent window (``exp_base``):
+
+    * ``running`` (default): at the top of the tensor's running maximum
+      exponent over its last ``QuantPoint.window`` stores (software keeps the
+      maxima; step 1 calibrates on the tensor itself);
+    * ``auto``: format.md's ``exp_base auto``, from the tensor's own largest
+      rounded exponent at this very store (a software pass over the tensor
+      before it is written);
+    * ``hw``: from the largest exponent the packer's statistics
+      (``sfp.hw.expstats``, modelled bit-exactly by :func:`sfp.model.expstats.expstats`)
+      reported for this tensor at its previous store; no pass over the tensor.
+      Before the first report the window sits at the top of the range
+      (largest finite exponent 254).
     """
 
     name = "fixed"
 
-    def __init__(self, m: int | None = 7, e: int = 8, elide_sign: bool = False):
+    def __init__(self, m: int | None = 7, e: int = 8, elide_sign: bool = False, window: str = "running"):
+        if window not in WINDOWS:
+            raise ValueError(f"window must be one of {WINDOWS}, got {window!r}")
         self.m, self.e = m, e
         self.elide_sign = elide_sign
+        self.window = window
         self.points: dict[str, QuantPoint] = {}
         self.step = 0
-        self.epoch = 0
         self.recorder = None
 
     def register(self, point: QuantPoint) -> None:
@@ -243,6 +307,16 @@ class FixedPolicy:
     def sign_of(self, p: QuantPoint) -> bool:
         return not (self.elide_sign and p.nonneg)
 
+    def _base_fn(self, p: QuantPoint, bits: torch.Tensor, sign: bool):
+        """exp_base as a function of the container (m, e), fixed before this store is observed."""
+        if self.window == "auto":
+            return lambda m, e: auto_exp_base(bits, m, e, sign)
+        if self.window == "hw":
+            R = p.hw_stats["emax"] if p.hw_stats else E_FMAX
+        else:
+            R = p.running_max(bits)
+        return lambda m, e: exp_base_for(R, e)
+
     def __call__(self, p: QuantPoint, x: torch.Tensor, training: bool) -> torch.Tensor:
         choice = self.container(p, training)
         if choice is None:
@@ -253,29 +327,33 @@ class FixedPolicy:
             return x
         m, e = choice
         bits = to_bf16_bits(x.detach())
-        R = p.running_max(bits)
         sign = self.sign_of(p)
-        base = exp_base_for(R, e)
-        qb = quantize_bits(bits, m, e, base, sign)
+        basef = self._base_fn(p, bits, sign)
+        base = basef(m, e)
+        qb = quantize_lut(bits, m, e, base, sign)
         q = bits_to_float(qb).reshape(x.shape)
         if training:
+            settings = dict(m=m, e=e, exp_base=base, sign=sign)
             p.observe(bits)
+            if self.window == "hw":
+                from sfp.model.expstats import expstats
+                from sfp.model.formats import Settings
+                p.hw_stats = expstats(bits.numpy().astype(np.uint16).reshape(-1),
+                                      Settings(source="bf16", man_bits=m, exp_bits=e, exp_base=base, sign=sign))
             if self.recorder is not None:
-                self.recorder.record(p, self.step, dict(m=m, e=e, exp_base=base, sign=sign))
+                self.recorder.record(p, self.step, settings)
             if p.capture is not None:
-                p.capture.update(bits=bits.to(torch.int32).numpy().astype(np.uint16).reshape(-1),
-                                 settings=dict(m=m, e=e, exp_base=base, sign=sign))
-        dqm, dqe = self.bit_grads(p, bits, m, e, R, sign, training, x.shape)
+                p.capture.update(bits=bits.to(torch.int32).numpy().astype(np.uint16).reshape(-1), settings=settings)
+        dqm, dqe = self.bit_grads(p, bits, m, e, basef, sign, training, x.shape)
         if not torch.is_grad_enabled() or (not x.requires_grad and dqm is None):
             return q
         return _STE.apply(x, p.nm if dqm is not None else None, p.ne if dqe is not None else None, q, dqm, dqe)
 
-    def bit_grads(self, p, bits, m, e, R, sign, training, shape):
+    def bit_grads(self, p, bits, m, e, basef, sign, training, shape):
         return None, None
 
-    # hook interface of train.digits.train -------------------------------------------
-    def before_step(self, model, x, y, step, epoch):
-        self.step, self.epoch = step, epoch
+    def end_step(self, step: int, loss) -> None:
+        """Called by ``Attached.step`` after the optimizer stepped (``step`` = steps done)."""
 
 
 # ----------------------------------------------------------------------------
@@ -286,22 +364,28 @@ class QMQE(FixedPolicy):
     """Learned per-tensor mantissa and exponent bitlengths (see the module docstring).
 
     Knobs: ``strength`` (the footprint penalty, loss units per mean stored bit),
-    ``lr`` (Adam learning rate of the bitlengths, bits per step at most),
-    ``init_m``/``init_e`` (start), ``freeze_epochs``, ``seed`` (collapse draws).
+    ``lr`` (learning rate of the bitlengths' optimizer parameter group),
+    ``init_m``/``init_e`` (start), ``freeze_step`` (the first step trained at
+    the frozen integer containers; None: never frozen in training),
+    ``seed`` (collapse draws), ``window`` (see :class:`FixedPolicy`).
+
+    Training-loop interface (``sfp.train.attach``): the bitlengths are
+    parameters of the user's optimizer (:meth:`param_groups`), the footprint
+    term is added to the loss (:meth:`penalty`), and :meth:`end_step` clamps
+    them to their ranges and freezes them.
     """
 
     name = "qmqe"
 
     def __init__(self, strength: float = 0.01, lr: float = 0.05, init_m: float = 7.0, init_e: float = 8.0,
-                 freeze_epochs: int = 1, epochs: int = 10, seed: int = 0, elide_sign: bool = True,
-                 quantum_exponent: bool = True):
-        super().__init__(7, 8, elide_sign)
+                 freeze_step: int | None = None, seed: int = 0, elide_sign: bool = True,
+                 quantum_exponent: bool = True, window: str = "running"):
+        super().__init__(7, 8, elide_sign, window)
         self.strength, self.lr = strength, lr
         self.init_m, self.init_e = init_m, init_e
-        self.freeze_from = epochs - freeze_epochs + 1 if freeze_epochs else epochs + 1
+        self.freeze_step = freeze_step
         self.quantum_exponent = quantum_exponent
         self.gen = torch.Generator().manual_seed(seed)
-        self.opt = None
         self._draw: dict[str, tuple] = {}
 
     def register(self, point: QuantPoint) -> None:
@@ -315,9 +399,20 @@ class QMQE(FixedPolicy):
             ps += [p.ne for p in self.points.values()]
         return ps
 
+    def param_groups(self) -> list[dict]:
+        return [{"params": self.params(), "lr": self.lr, "weight_decay": 0.0}]
+
+    def penalty(self) -> torch.Tensor:
+        """``strength`` x the mean stored bits per value over the points (sizes as weights)."""
+        if self.frozen or not self.points:
+            return torch.zeros(())
+        total = sum(p.size for p in self.points.values())
+        bits = sum(p.size * (p.nm + p.ne + int(self.sign_of(p))) for p in self.points.values()) / total
+        return self.strength * bits.reshape(())
+
     @property
     def frozen(self) -> bool:
-        return self.epoch >= self.freeze_from
+        return self.freeze_step is not None and self.step >= self.freeze_step
 
     @staticmethod
     def final(n: torch.Tensor) -> int:
@@ -343,43 +438,21 @@ class QMQE(FixedPolicy):
             self._draw[key] = (m, e, m0, e0)
         return self._draw[key][:2]
 
-    def bit_grads(self, p, bits, m, e, R, sign, training, shape):
+    def bit_grads(self, p, bits, m, e, basef, sign, training, shape):
         if not training or self.frozen:
             return None, None
         _, _, m0, e0 = self._draw[(p.name, self.step)]
-        # the neighbours' exp_base comes from the same running max as the chosen container's
-        q = lambda mm, ee: bits_to_float(quantize_bits(bits, mm, ee, exp_base_for(R, ee), sign)).reshape(shape)
-        # the neighbour of the collapsed value along each axis
-        qm_lo, qm_hi = (q(m0, e), q(m0 + 1, e))
-        dqm = qm_hi - qm_lo
-        dqe = None
-        if self.quantum_exponent:
-            dqe = q(m, e0 + 1) - q(m, e0)
+        # the neighbours' exp_base is placed by the same rule as the chosen container's
+        q = lambda mm, ee: bits_to_float(quantize_lut(bits, mm, ee, basef(mm, ee), sign)).reshape(shape)
+        dqm = q(m0 + 1, e) - q(m0, e)
+        dqe = q(m, e0 + 1) - q(m, e0) if self.quantum_exponent else None
         return dqm, dqe
 
-    def on_train_begin(self, model, optimizer):
-        self.opt = torch.optim.Adam(self.params(), lr=self.lr)
-
-    def after_backward(self, model, step, epoch):
-        if self.frozen:
-            return
-        total = sum(p.size for p in self.points.values())
-        for p in self.points.values():
-            w = self.strength * p.size / total
-            for n in (p.nm, p.ne) if self.quantum_exponent else (p.nm,):
-                if n.grad is None:
-                    n.grad = torch.zeros_like(n)
-                n.grad += w
-        self.opt.step()
-        self.opt.zero_grad(set_to_none=True)
+    def end_step(self, step: int, loss) -> None:
         with torch.no_grad():
             for p in self.points.values():
                 p.nm.clamp_(*M_RANGE)
                 p.ne.clamp_(*E_RANGE)
-
-    def on_epoch_end(self, model, epoch, metrics):
-        if epoch + 1 == self.freeze_from:
-            with torch.no_grad():
-                for p in self.points.values():
+                if self.freeze_step is not None and step + 1 == self.freeze_step:
                     p.nm.fill_(self.final(p.nm))
                     p.ne.fill_(self.final(p.ne))
