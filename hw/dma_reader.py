@@ -216,13 +216,13 @@ class DmaReader(wiring.Component):
         wo = self.words
         n_words = Signal(32)
         with m.If(rd.payload.tag):
-            m.d.comb += rd.ready.eq(ucnt == 0)
+            m.d.comb += rd.ready.eq(rd.valid & (ucnt == 0))      # (the tag means nothing without valid)
             with m.If(rd.valid & (ucnt == 0)):
                 m.d.sync += [ureg.eq(rd.payload.data), ucnt.eq(E), uerr.eq(rd.payload.err)]
         with m.Else():
             m.d.comb += [wo.valid.eq(rd.valid & cfifo.r_rdy), wo.payload.data.eq(rd.payload.data),
                          wo.payload.last.eq(chd.last & (ccnt == chd.count)),
-                         rd.ready.eq(wo.ready & cfifo.r_rdy)]
+                         rd.ready.eq(rd.valid & wo.ready & cfifo.r_rdy)]
             with m.If(wo.valid & wo.ready):
                 m.d.sync += n_words.eq(n_words + 1)
                 with m.If(ccnt == chd.count):

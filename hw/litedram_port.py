@@ -85,7 +85,8 @@ class LiteDramNative(wiring.Component):
         m.submodules.rtag = rtag = SyncFIFO(width=9, depth=16)       # read commands: tag, count
         m.submodules.wcnt = wcq = SyncFIFO(width=8, depth=16)        # write commands: count
         pc = port.cmd.payload
-        m.d.comb += port.cmd.ready.eq(~busy & Mux(pc.we, wcq.w_rdy, rtag.w_rdy))
+        # ready depends on registered state only (not on the payload): no X from an empty FIFO's data
+        m.d.comb += port.cmd.ready.eq(~busy & wcq.w_rdy & rtag.w_rdy)
         with m.If(port.cmd.valid & port.cmd.ready):
             m.d.sync += [busy.eq(1), c_addr.eq(pc.addr << lk), c_left.eq((pc.count + 1) << lk), c_we.eq(pc.we)]
             with m.If(pc.we):
@@ -105,7 +106,8 @@ class LiteDramNative(wiring.Component):
         piece = Signal(range(k)) if k > 1 else None
         wwords = Signal(8)
         sel = port.wdata.payload.word_select(piece, M) if k > 1 else port.wdata.payload
-        m.d.comb += [nat.wdata_valid.eq(port.wdata.valid), nat.wdata_data.eq(sel),
+        # a word goes out only once its command is known (counted against it for wresp)
+        m.d.comb += [nat.wdata_valid.eq(port.wdata.valid & wcq.r_rdy), nat.wdata_data.eq(sel),
                      nat.wdata_we.eq((1 << (M // 8)) - 1)]
         wr = port.wresp
         last_piece = (piece == k - 1) if k > 1 else True
@@ -114,9 +116,9 @@ class LiteDramNative(wiring.Component):
         # the command's final piece waits for room in wresp (never long: the engine always takes it)
         with m.If(end_cmd & last_piece):
             m.d.comb += port.wdata.ready.eq(nat.wdata_ready & wr.ready)
-            m.d.comb += nat.wdata_valid.eq(port.wdata.valid & wr.ready)
+            m.d.comb += nat.wdata_valid.eq(port.wdata.valid & wcq.r_rdy & wr.ready)
         with m.Else():
-            m.d.comb += port.wdata.ready.eq(nat.wdata_ready & last_piece)
+            m.d.comb += port.wdata.ready.eq(nat.wdata_ready & wcq.r_rdy & last_piece)
         with m.If(nat.wdata_valid & nat.wdata_ready):
             if k > 1:
                 m.d.sync += piece.eq(piece + 1)

@@ -110,6 +110,11 @@ class TB:
         for n in ("s_axis__valid", "wdesc__valid", "rdesc__valid", "s_axis__payload", "cfg", "wdesc__payload",
                   "rdesc__payload", "m_axis__ready", "wstatus__ready", "rstatus__ready"):
             getattr(dut, n).value = 0
+        # memory-side inputs too: an X ready/valid there poisons counters at reset release
+        for n in ("axi__awready", "axi__wready", "axi__arready", "axi__bvalid", "axi__rvalid",
+                  "native__cmd_ready", "native__wdata_ready", "native__rdata_valid"):
+            if hasattr(dut, n):
+                getattr(dut, n).value = 0
         dut.rst.value = 1
         dut.mem_rst.value = 1
         await ClockCycles(dut.mem_clk, 6)

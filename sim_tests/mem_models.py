@@ -227,7 +227,7 @@ class NativeMem:
         self.wq: list[int] = []          # addresses of accepted writes waiting for data
         self.rq: list[list] = []         # [time, addr]
         self.now = 0
-        for n in ("cmd_ready", "wdata_ready", "rdata_valid"):
+        for n in ("cmd_ready", "wdata_ready", "rdata_valid", "rdata_data"):
             getattr(dut, prefix + n).value = 0
 
     def _h(self, name):
