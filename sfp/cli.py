@@ -258,7 +258,7 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-PLUGINS = ("sfp.hw_cmd", "sfp.synth_cmd", "sfp.train_cmd")
+PLUGINS = ("sfp.hw_cmd", "sfp.synth_cmd", "sfp.train_cmd", "sfp.dram_cmd")
 
 
 

@@ -110,6 +110,8 @@ def run_demo(args) -> int:
     _hardware(x)
     _training()
     _area()
+    from sfp.dram_cmd import summary                      # DRAM stage: the last `make dram` measurement
+    print("\n" + (summary() or "DRAM: no measurement yet (make dram)"))
     return 0
 
 

@@ -1,0 +1,54 @@
+"""``sfp dram``: store/load cycles of real tensors through a simulated LiteDRAM controller.
+
+``sfp dram`` runs scripts/dram_bench.py (the ``make dram`` measurement: minutes, it builds and
+simulates the LiteDRAM SDR controller with the packer, unpacker and DMA engines) and prints its
+table; ``sfp dram --show`` prints the last measured table (build/dram/results.json) without running.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+RESULTS = Path("build") / "dram" / "results.json"
+
+
+def summary(path: Path = RESULTS) -> str | None:
+    """Short form of the last measurement (for ``sfp demo``), or None when there is none."""
+    if not path.is_file():
+        return None
+    r = json.loads(path.read_text())
+    lines = [f"DRAM (LiteDRAM SDR controller in simulation, {r['values']} values per tensor, "
+             f"median of {len(r['tensors'])} real tensors; measured by `make dram`):"]
+    for row in r["table"]:
+        lines.append(f"  {row['container']:<12} store {row['store_cycles']:>7.0f}  load {row['load_cycles']:>7.0f} cycles"
+                     f"  speed-up vs bf16 {row['speedup_vs_bf16']:.2f}x (footprint {row['footprint_vs_bf16']:.2f}x)")
+    return "\n".join(lines)
+
+
+def cmd_dram(args) -> int:
+    from sfp.cli import CliError
+
+    if not args.show:
+        script = Path(__file__).resolve().parent.parent / "scripts" / "dram_bench.py"
+        if not script.is_file():
+            raise CliError("scripts/dram_bench.py not found (run from a source checkout)")
+        r = subprocess.run([sys.executable, str(script), "--values", str(args.values)])
+        if r.returncode != 0:
+            raise CliError("the DRAM measurement failed (see its output above)")
+        return 0
+    s = summary()
+    if s is None:
+        raise CliError(f"no measurement in {RESULTS}: run `sfp dram` or `make dram` first")
+    print(s)
+    return 0
+
+
+def register(sub) -> None:
+    d = sub.add_parser("dram", help="measure store/load cycles through a simulated LiteDRAM controller")
+    d.add_argument("--show", action="store_true", help="print the last measurement instead of running one")
+    d.add_argument("--values", type=int, default=4096, help="values per tensor (default 4096)")
+    d.set_defaults(func=cmd_dram)
