@@ -30,7 +30,8 @@ def _layouts(P):
     from sfp.hw.dma_writer import writer_desc_layout, writer_status_layout
     from sfp.hw.packer import value_beat_layout
     from sfp.hw.params import HwParams, config_layout
-    p = HwParams(lanes=P["lanes"], word=P["word"], block=P["block"], gecko=P["gecko"], group=P.get("group", 32))
+    p = HwParams(source=P.get("source", "bf16"), lanes=P["lanes"], word=P["word"], block=P["block"],
+                 gecko=P["gecko"], group=P.get("group", 32))
     aw = P["addr_width"]
     return dict(p=p, beat=value_beat_layout(p), cfg=config_layout(), wdesc=writer_desc_layout(aw),
                 wstat=writer_status_layout(), rdesc=reader_desc_layout(aw), rstat=reader_status_layout())

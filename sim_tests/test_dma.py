@@ -138,8 +138,8 @@ if __name__ == "__main__":                       # debugging: python -m sfp.sim_
 
 
 def _litedram_params(p, tensors, loads, **kw):
-    return {"lanes": p.lanes, "word": p.word, "block": p.block, "gecko": p.gecko, "group": p.group,
-            "addr_width": 20, "bus": "litedram", "tensors": tensors, "loads": loads, "seed": 3,
+    return {"source": p.source, "lanes": p.lanes, "word": p.word, "block": p.block, "gecko": p.gecko,
+            "group": p.group, "addr_width": 20, "bus": "litedram", "tensors": tensors, "loads": loads, "seed": 3,
             "clk_ps": 5000, "mem_clk_ps": 20000, **kw}
 
 
