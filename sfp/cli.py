@@ -31,7 +31,7 @@ from sfp.model.formats import FormatError
 __all__ = ["main", "build_parser", "COMMAND_MODULES"]
 
 # In the order of ``sfp --help``.
-COMMAND_MODULES = ("sfp.codec_cmd", "sfp.demo", "sfp.hw_cmd", "sfp.synth_cmd", "sfp.train_cmd")
+COMMAND_MODULES = ("sfp.codec_cmd", "sfp.demo", "sfp.hw_cmd", "sfp.synth_cmd", "sfp.train_cmd", "sfp.dram_cmd")
 
 
 class _Parser(argparse.ArgumentParser):

@@ -120,6 +120,8 @@ def run_demo(args) -> int:
     _hardware(x)
     _training()
     _area()
+    from sfp.dram_report import summary                      # DRAM stage: the last `make dram` measurement
+    print("\n" + (summary() or "DRAM: no measurement yet (make dram)"))
     return 0
 
 

@@ -230,6 +230,7 @@ def run_sim(
     seed: int | None = None,
     build_args: Sequence[str] = (),
     verbose: bool = False,
+    extra_sources: Sequence[Any] = (),
 ) -> Path:
     """Generate Verilog for ``component``, build it with ``simulator`` and run cocotb tests.
 
@@ -264,6 +265,9 @@ def run_sim(
         ``COCOTB_RANDOM_SEED``; default ``SFP_SIM_SEED`` or 1.
     build_args:
         Extra simulator build arguments (added after the defaults).
+    extra_sources:
+        More Verilog files to compile with the generated one (e.g. a
+        LiteDRAM controller the component instantiates).
 
     Returns the path of the cocotb results XML.  Raises ``AssertionError`` if
     any cocotb test failed or none ran, ``RuntimeError`` if the build failed.
@@ -308,14 +312,15 @@ def run_sim(
 
     # Rebuild when anything but the Verilog text changed (waves, args, top):
     # Icarus only looks at source timestamps.
-    config = json.dumps({"top": top, "waves": bool(waves), "args": args, "timescale": TIMESCALE})
+    config = json.dumps({"top": top, "waves": bool(waves), "args": args, "timescale": TIMESCALE,
+                         **({"extra": [str(x) for x in extra_sources]} if extra_sources else {})})
     stamp = build_dir / "build_config.json"
     always = not stamp.is_file() or stamp.read_text() != config
 
     runner = get_runner(simulator)
     with _verilator_pch_fix(simulator):
         runner.build(
-            sources=[vfile],
+            sources=[vfile, *map(Path, extra_sources)],
             hdl_toplevel=top,
             build_dir=build_dir,
             build_args=args,
