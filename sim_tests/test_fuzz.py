@@ -151,9 +151,6 @@ def test_fuzz_unpacker_rtl(simulator, gecko):
             details = Counter(pairs[int(k)][0].detail.split(" for ")[0] if pairs[int(k)][0].kind.startswith("length")
                               else pairs[int(k)][0].detail for k in r.get("failed_pairs", {}))
             lines += [f"  damaged tensor '{d}': {c} failing pairs" for d, c in details.most_common(12)]
-            known = _known_defect(r, pairs, p)
-            if known:
-                pytest.xfail(known + "; " + "; ".join(lines))
             pytest.fail(f"{simulator}: {r['failed']} failures over {r['pairs']} pairs "
                         f"(m_status port: {r['status_port']}):\n  " + "\n  ".join(lines), pytrace=False)
         raise
