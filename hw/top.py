@@ -50,7 +50,7 @@ from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
 from .packer import Packer
-from .params import HwParams, ParamError, config_layout
+from .params import HwParams, config_layout
 from .status import status_layout
 from .unpacker import Unpacker
 from .wordpack import LEN_WIDTH

@@ -23,14 +23,14 @@ The output is exactly ``sfp.model.stream.unpack_stream`` (for valid images:
 
 from __future__ import annotations
 
-from amaranth import Cat, Module, Mux, Signal
+from amaranth import Cat, Module, Signal
 from amaranth.lib import data, fifo, stream, wiring
 from amaranth.lib.wiring import In, Out
 
-from .dequant import DEQUANT_LATENCY, DequantLanes
+from .dequant import DequantLanes
 from .packer import value_beat_layout
 from .params import HwParams, config_layout
-from .recsplit import RecordSplitter, field_beat_layout, splitter_latency
+from .recsplit import RecordSplitter, field_beat_layout
 from .status import status_layout
 from .unpack_seq import BeatSequencer, desc_layout, tensor_consts
 from .wordpack import len_layout, word_layout

@@ -50,7 +50,6 @@ import contextlib
 import json
 import os
 import re
-import sys
 import time
 from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence

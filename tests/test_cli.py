@@ -9,7 +9,6 @@ existing one is left untouched, and no temporary file is left behind).
 from __future__ import annotations
 
 import json
-import math
 import os
 import subprocess
 import sys

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import random
 
-import numpy as np
 import pytest
 from amaranth import Module
 from amaranth.lib import wiring
@@ -25,7 +24,7 @@ from sfp.hw.dma_writer import DmaWriter
 from sfp.hw.params import HwParams
 from sfp.model.formats import Settings
 from sfp.sim_tests.packer_ref import cfg_value, make_case, real_tensor_bits
-from streams import collector, run_sim, send
+from streams import collector, send
 
 
 class Pair(wiring.Component):

@@ -11,7 +11,6 @@ mode, b = 0 groups, escapes, blocks that fall back to plain).
 from __future__ import annotations
 
 import random
-import time
 
 import numpy as np
 import pytest

@@ -17,10 +17,9 @@ import functools
 import numpy as np
 import pytest
 
-from sfp.model import bitpack
 from sfp.model.container import decode, encode, encode_image
 from sfp.model.formats import FormatError, Settings
-from sfp.model.quantize import as_bits, quantize
+from sfp.model.quantize import quantize
 from sfp.model.stream import unpack_stream
 from sfp.sim_tests.packer_ref import real_tensor_bits
 

@@ -24,7 +24,6 @@ from sfp.hw.params import HwParams
 from sfp.cli import main as sfp_main
 from sfp.synth import pnr, sweep, units as units_mod, yosys as ys
 from sfp.synth.flow import params_from_dict
-from sfp.synth.tools import ToolError
 
 
 def _have(name: str) -> bool:

@@ -29,7 +29,6 @@ ones used for evaluation after training.
 from __future__ import annotations
 
 import json
-import os
 from dataclasses import dataclass
 
 from sfp.model.formats import Settings
