@@ -362,7 +362,7 @@ def test_throughput(p):
 
     async def tb(ctx):
         await send_tensors(ctx, dut, cases, None, 0.0, _unsup_cfg, lambda c: value_beats(c, p.lanes), cycles)
-        for _ in range(20):
+        for _ in range(100):        # the pipelined packer's latency is ~25 clocks (docs/hardware.md)
             await ctx.tick()
 
     run_sim(dut, tb, collectors=[collector(dut.m_axis, words, random.Random(1)),
@@ -376,7 +376,7 @@ def test_throughput(p):
 
     async def tb2(ctx):
         await send_tensors(ctx, dut, cases, None, 0.0, _unsup_cfg, _word_beats)
-        for _ in range(50):
+        for _ in range(200):        # the pipelined unpacker's latency is ~29 clocks (docs/hardware.md)
             await ctx.tick()
 
     run_sim(dut, tb2, collectors=[collector(dut.m_axis, beats, random.Random(1), times=times),
