@@ -100,7 +100,7 @@ def _pack_with_stats(p, bits, s):
         ctx.set(dut.s_axis.valid, 0)
         while not reports:
             await ctx.tick()
-        for _ in range(20):
+        for _ in range(100):        # the report comes 2 clocks after the last beat, the words ~25 (packer latency)
             await ctx.tick()
 
     async def sink(ctx):

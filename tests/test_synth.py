@@ -218,7 +218,7 @@ def test_board_loopback_sim():
         await ctx.tick().repeat(300)
         seen["clean"] = (ctx.get(dut.mismatch), ctx.get(dut.tensors), ctx.get(dut.flag))
         ctx.set(dut.inject, 1)
-        await ctx.tick().repeat(20)
+        await ctx.tick().repeat(150)      # through the unpacker's pipeline (latency ~29 clocks) to the checker
         seen["inject"] = ctx.get(dut.mismatch)
     sim.add_testbench(tb)
     sim.run()
