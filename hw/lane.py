@@ -18,11 +18,30 @@ from amaranth.lib.wiring import In, Out
 
 from .params import HwParams, ROUNDING_CODES, config_layout, fields_layout
 
-__all__ = ["Quantizer", "Dequantizer", "LaneConfig", "cfg_supported", "lane_cfg_layout", "DECODE_LATENCY", "quantizer_latency"]
+__all__ = ["Quantizer", "Dequantizer", "LaneConfig", "cfg_supported", "cfg_checks", "lane_cfg_layout", "DECODE_LATENCY", "quantizer_latency"]
 
 _RNE = ROUNDING_CODES["rne"]
 _RZ = ROUNDING_CODES["rz"]
 _STOCHASTIC = ROUNDING_CODES["stochastic"]
+
+
+def cfg_checks(p: HwParams, cfg) -> list[Value]:
+    """The separate conditions of :func:`cfg_supported`, each 1 when it holds.
+
+    Kept apart so that a pipelined caller can register each comparison
+    before ANDing them (the packer's front end does: one compare carry
+    chain plus the AND in one clock was its critical path).
+    """
+    checks = [cfg.man_bits <= p.max_man_bits,
+              cfg.exp_bits >= 2,
+              cfg.exp_bits <= p.max_exp_bits,
+              cfg.rounding <= _STOCHASTIC,
+              cfg.exp_base <= p.src.max_finite_exp - 1]
+    if not p.stochastic:
+        checks.append(cfg.rounding != _STOCHASTIC)
+    if not p.gecko:
+        checks.append(~cfg.gecko)
+    return checks
 
 
 def cfg_supported(p: HwParams, cfg) -> Value:
@@ -33,15 +52,7 @@ def cfg_supported(p: HwParams, cfg) -> Value:
     ``exp_base <= E_fmax - 1`` and Gecko only when ``p.gecko``.  The source
     format is fixed at elaboration and is not part of ``cfg``.
     """
-    ok = ((cfg.man_bits <= p.max_man_bits)
-          & (cfg.exp_bits >= 2) & (cfg.exp_bits <= p.max_exp_bits)
-          & (cfg.rounding <= _STOCHASTIC)
-          & (cfg.exp_base <= p.src.max_finite_exp - 1))
-    if not p.stochastic:
-        ok &= cfg.rounding != _STOCHASTIC
-    if not p.gecko:
-        ok &= ~cfg.gecko
-    return ok
+    return Cat(*cfg_checks(p, cfg)).all()
 
 
 def lane_cfg_layout(p: HwParams) -> data.StructLayout:

@@ -115,7 +115,7 @@ class PackerFrontEnd(wiring.Component):
         })
 
     def elaborate(self, platform):
-        from .lane import DECODE_LATENCY, LaneConfig, Quantizer, cfg_supported, quantizer_latency
+        from .lane import DECODE_LATENCY, LaneConfig, Quantizer, cfg_checks, quantizer_latency
         from .prng import StochasticPipe
 
         m = Module()
@@ -155,7 +155,8 @@ class PackerFrontEnd(wiring.Component):
         # -- 2..5: per-tensor constants, refusal, random words ---------------------
         m.submodules.dec = dec = LaneConfig(p, pipelined=True)
         m.d.comb += dec.cfg.eq(cfg1)
-        ok2 = reg(cfg_supported(p, cfg1))
+        # each comparison registered on its own, ANDed in the drop stage
+        ok2 = Cat(*(reg(c) for c in cfg_checks(p, cfg1))).all()
         first2 = reg(first1)
         tdrop = Signal()
         drop_now = Mux(first2, ~ok2, tdrop)
