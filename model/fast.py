@@ -479,7 +479,6 @@ def _gecko_blocks(code: np.ndarray, sm: np.ndarray, s: Settings) -> tuple[np.nda
     nsl, H = G // S, S // 2 if S >= 2 else 1
     smb, hb = s.sign_bits + s.man_bits, gecko.header_bits(e)
     nb = code.size // B
-    gpb = B // G                                        # groups per block
     gc = gecko.code_groups(code, G, e)
     ng = gc.base.size
     base, z, mode = gc.base.astype(np.int64), gc.zflag.astype(np.int64), gc.mode.astype(np.int64)

@@ -53,7 +53,6 @@ WP_SETTINGS = [
 
 def _settings(p: HwParams, kw: dict) -> Settings:
     kw = dict(kw)
-    src = p.src
     kw.setdefault("man_bits", p.max_man_bits)
     kw["man_bits"] = min(kw["man_bits"], p.max_man_bits)
     kw["exp_bits"] = min(kw.get("exp_bits", p.max_exp_bits), p.max_exp_bits)
