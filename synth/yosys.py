@@ -87,7 +87,11 @@ def yosys_script(target: str, verilog: str, top: str, stat_json: str, *, liberty
                       f'abc -liberty {liberty} -script "+{ABC_AREA_SCRIPT}"', "opt_clean",
                       f"tee -q -o {stat_json} stat -json -liberty {liberty}"]
         else:
-            lines.append(f"synth -flatten -top {top}")
+            # Memories are kept as $mem_v2 cells and reported in bits apart from the
+            # logic (an ASIC puts them in SRAM macros or register files): the kGE
+            # figure is logic and flip-flops only.
+            lines += [f"synth -flatten -top {top} -run :fine", "opt -fast -full", "techmap", "opt -fast",
+                      f"tee -q -o {MEMORY_DUMP} dump t:$mem_v2"]
             lines += ["dfflegalize -cell $_DFF_P_ 01 -cell $_DFF_PP0_ 01 -cell $_DFF_PP1_ 01",
                       f"abc -g {_GENERIC_GATES}", "opt_clean",
                       f"tee -q -o {stat_json} stat -json -tech cmos"]
@@ -158,11 +162,13 @@ def metrics_from_cells(target: str, stat: dict, *, liberty: bool = False) -> dic
             out["ff"] = None   # library cell names: flip-flops are in sequential_area_um2
             out["cell_types"] = dict(sorted(lib.items()))
             return out
-        unknown = sorted(c for c in cells if c not in GATE_WEIGHTS)
+        gates = {c: n for c, n in cells.items() if not c.startswith("$mem")}   # memories: in bits, apart
+        unknown = sorted(c for c in gates if c not in GATE_WEIGHTS)
         if unknown:
             raise ValueError(f"no gate weight for cell type(s) {', '.join(unknown)}")
-        out["kge"] = round(sum(GATE_WEIGHTS[c] * n for c, n in cells.items()) / 1000.0, 3)
-        out["gates"] = {c: n for c, n in sorted(cells.items())}
+        out["cells"] = sum(gates.values())
+        out["kge"] = round(sum(GATE_WEIGHTS[c] * n for c, n in gates.items()) / 1000.0, 3)
+        out["gates"] = dict(sorted(gates.items()))
         return out
     out = {k: 0 for k, _ in FPGA_CELLS[target]}
     other = {}
@@ -243,7 +249,7 @@ def synthesize(verilog: str, top: str, target: str, workdir: str, *, liberty: st
     except (OSError, ValueError) as exc:
         raise ToolError(f"cannot read Yosys statistics in {workdir}: {exc}")
     out = metrics_from_cells(target, stat, liberty=bool(liberty))
-    if liberty:
+    if target == "generic":
         try:
             with open(os.path.join(workdir, MEMORY_DUMP)) as f:
                 mems = memory_bits(f.read())

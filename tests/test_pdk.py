@@ -154,3 +154,16 @@ def test_memories_are_bits_not_logic(tmp_path):
     assert [(x["width"], x["depth"]) for x in m["memories"]] == [(8, 16)]
     # the storage is not in the logic: far fewer flip-flops than 128
     assert m["cell_types"].get("sky130_fd_sc_hd__dfxtp_1", 0) <= 8
+
+
+@needs_yosys
+def test_generic_gates_leave_memories_apart(tmp_path):
+    """Without a Liberty file too, the kGE figure is logic only and the RAM is reported in bits."""
+    (tmp_path / "ram.v").write_text(verilog.convert(Ram(), name="ram"))
+    m = ys.synthesize(str(tmp_path / "ram.v"), "ram", "generic", str(tmp_path / "w"))
+    assert m["memory_bits"] == 16 * 8
+    assert [(x["width"], x["depth"]) for x in m["memories"]] == [(8, 16)]
+    assert not any(c.startswith("$mem") for c in m["gates"])
+    # 128 bits of storage as flip-flops would be 128 DFFs; only the read register and addresses remain
+    assert m["ff"] <= 8 + 4
+    assert m["kge"] == pytest.approx(sum(ys.GATE_WEIGHTS[c] * n for c, n in m["gates"].items()) / 1000, abs=1e-3)
