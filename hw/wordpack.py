@@ -149,8 +149,9 @@ class LutQueue(wiring.Component):
     (about 4-5 ns on the -6 part) alone nearly fills a 200 MHz clock before
     any logic.  Here the storage must be LUT-RAM and its read goes straight
     into a register.  Same port names as the Amaranth FIFOs (``w_en``,
-    ``w_data``, ``w_rdy``, ``r_en``, ``r_data``, ``r_rdy``); holds ``depth + 1``
-    entries.  Latency: 2 clocks from ``w_en`` to ``r_rdy``.
+    ``w_data``, ``w_rdy``, ``r_en``, ``r_data``, ``r_rdy``, ``level``: the
+    entries held, output register included); holds ``depth + 1`` entries.
+    Latency: 2 clocks from ``w_en`` to ``r_rdy``.
     """
 
     def __init__(self, width: int, depth: int):
@@ -158,12 +159,14 @@ class LutQueue(wiring.Component):
         super().__init__({
             "w_en": In(1), "w_data": In(width), "w_rdy": Out(1),
             "r_en": In(1), "r_data": Out(width), "r_rdy": Out(1),
+            "level": Out(range(depth + 2)),
         })
 
     def elaborate(self, platform):
         m = Module()
         m.submodules.fifo = fifo = _DistributedSyncFIFO(width=self.width, depth=self.depth)
         m.d.comb += [fifo.w_en.eq(self.w_en), fifo.w_data.eq(self.w_data), self.w_rdy.eq(fifo.w_rdy)]
+        m.d.comb += self.level.eq(fifo.level + self.r_rdy)
         take = fifo.r_rdy & (~self.r_rdy | self.r_en)
         m.d.comb += fifo.r_en.eq(take)
         with m.If(take):
