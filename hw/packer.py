@@ -454,25 +454,26 @@ class Packer(wiring.Component):
         fire = self.s_axis.valid & self.s_axis.ready
 
         if p.gecko:
-            from .gecko_pack import GeckoEncoder, field_beat_in_layout
-            depth = queue_depth(fe.latency + 2)
-            m.submodules.words = ge = GeckoEncoder(p)
-            gl = field_beat_in_layout(p)
-            m.submodules.gq = gq = LutQueue(gl.size, depth)
-            gin = data.View(gl, gq.w_data)
-            fb = fe.o.payload
+            # the plain stages up to the record former, then the Gecko back end
+            # (queue -> GeckoStage -> RecordConcat of its plain rows -> BitAccumulator)
+            from .gecko_stage import GeckoWordPacker
+            m.submodules.rec = rec = RecordFormer(p)
+            wiring.connect(m, fe.o, rec.i)
+            depth = queue_depth(fe.latency + RecordFormer.latency + 2)
+            m.submodules.gecko = gk = GeckoWordPacker(p, depth)
+            rb = rec.o.payload
+            rcfg = delay(m, fe.o.payload.cfg, RecordFormer.latency, "gk_cfg")
+            gin = gk.i.payload
             m.d.comb += [
-                gq.w_en.eq(fe.o.valid & ~fb.drop),
-                gin.fields.eq(fb.fields), gin.count.eq(fb.count), gin.last.eq(fb.last), gin.cfg.eq(fb.cfg),
-                ge.i.valid.eq(gq.r_rdy),
-                ge.i.payload.eq(gq.r_data),
-                gq.r_en.eq(ge.i.ready),
+                # a refused tensor's beats are empty (count 0): they only retire
+                gk.i.valid.eq(rec.o.valid & (rb.count != 0)),
+                gin.recs.eq(rb.recs), gin.count.eq(rb.count), gin.last.eq(rb.last),
+                gin.set.s.eq(rcfg.sign), gin.set.e.eq(rcfg.exp_bits), gin.set.m.eq(rcfg.man_bits),
+                gin.set.gecko.eq(rcfg.gecko),
             ]
-            gq_n = Signal(range(depth + 2))
-            m.d.sync += gq_n.eq(gq_n + gq.w_en - (gq.r_rdy & gq.r_en))
-            retire = fe.o.valid
-            words, lens = ge.words, ge.lens
-            queued = [gq_n]
+            retire = rec.o.valid
+            words, lens = gk.words, gk.lens
+            queued = [gk.queued]
         else:
             m.submodules.rec = rec = RecordFormer(p)
             m.submodules.cat = cat = RecordConcat(p)
