@@ -14,10 +14,14 @@ streams between them); one :class:`sfp.hw.wordpack.CreditGate` at the
 input admits a beat only when the output queues have room for everything
 in flight, so back-pressure never has to reach into the pipeline.
 
-Built with ``HwParams.gecko`` the field beats go through a queue into
-:class:`sfp.hw.gecko_pack.GeckoEncoder` instead of the record former and
-the word back end (the Gecko encoder is not yet a stage of this back end:
-it still forms records and accumulates words itself).
+Built with ``HwParams.gecko`` the same front end and record former feed
+:class:`sfp.hw.gecko_stage.GeckoWordPacker`: a queue, the one extra stage
+:class:`sfp.hw.gecko_stage.GeckoStage` (block buffer in block RAM, group
+analysis, plain or coded per block, a coded row formed as one chunk of
+bits), a :class:`sfp.hw.wordpack.RecordConcat` of 8 records for the plain
+rows, and the same :class:`sfp.hw.wordpack.BitAccumulator`, built for
+chunks wider than a word (up to K words a clock).  A plain build contains
+none of it.
 
 Both builds emit one :func:`sfp.hw.status.status_layout` entry per tensor on
 ``m_status`` (:class:`StatusQueue`).
@@ -408,8 +412,12 @@ class Packer(wiring.Component):
 
     Latency: the word a beat completes is valid on ``m_axis`` ``latency + 1``
     clocks after the clock edge that accepted the beat (plain; 25 for bf16
-    N = 8 W = 128 with stochastic rounding, measured in amaranth.sim).  Gecko: the front end's 9 clocks, the queue, then
-    :class:`GeckoEncoder`'s block latency.
+    N = 8 W = 128 with stochastic rounding, measured in amaranth.sim).
+    Gecko: the front end and record former (``latency`` clocks), the input
+    queue (2), then a block waits to be complete and analysed (about B/8 + 5
+    clocks after its last beat) before its rows go out, one per clock,
+    through :class:`sfp.hw.gecko_stage.GeckoStage` (``concat_latency + 3``)
+    and the accumulator (``BitAccumulator.latency_of(p) + 2``).
 
     Throughput: one beat (N values) per clock, with no bubble at block or
     tensor boundaries, also between tensors with different settings, while
@@ -417,7 +425,12 @@ class Packer(wiring.Component):
     admits a beat while beats in flight + queued entries stay 4 below the
     queue depth, which is chosen above the pipeline's length
     (:func:`sfp.hw.wordpack.queue_depth`).  ``s_axis.ready`` is a register.
-    With ``p.gecko`` the rate is :class:`GeckoEncoder`'s.
+    With ``p.gecko`` the same gate covers the front end and the Gecko back
+    end's input queue; inside the back end a second :class:`CreditGate`
+    (weight K on the word queue) lets a row be issued only when the queues
+    have room for every row in flight.  One beat per clock when a block
+    bank is held for less than the 4-bank rotation (B >= 32 at N = 8;
+    measured in ``tests/test_hw_gecko_rate.py`` and ``test_gecko_throughput``).
     """
 
     def __init__(self, p: HwParams):
