@@ -620,10 +620,11 @@ class GeckoWordPacker(wiring.Component):
         wiring.connect(m, cat.o, gs.cat_i)
 
         # rows issued and not yet through the accumulator: at most K words and 1 length each;
-        # beside them, room for a block's words over its rows (escape bursts, format.md 5.2)
+        # beside them, room for a block's words running ahead of its rows (escape bursts:
+        # fewer than B/8 over a block, format.md 5.2)
         k = BitAccumulator.words_per_beat(p, gs.chunk_bits)
         flight = 1 + gs.latency + BitAccumulator.latency_of(p) + 2
-        depth = queue_depth(k * (flight + CreditGate.MARGIN) + 2 * p.block // SLICE)
+        depth = queue_depth(k * (flight + CreditGate.MARGIN) + p.block // SLICE)
         m.submodules.accum = acc = BitAccumulator(p, depth, chunk_bits=gs.chunk_bits)
         wiring.connect(m, gs.o, acc.i)
         m.submodules.gate = gate = CreditGate(depth, 2, weights=(k, 1))

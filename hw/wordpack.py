@@ -379,6 +379,17 @@ class BitAccumulator(wiring.Component):
 
     Latency: ``latency`` clocks from ``i`` to the write into the queues, plus 2
     through the queue.
+
+    Chunks wider than a word (``chunk_bits > W``: the Gecko build's rows,
+    :class:`sfp.hw.gecko_stage.GeckoStage`): a beat may complete up to
+    ``K = words_per_beat(p, chunk_bits)`` words.  Same three steps and the
+    same latency, but step 2 shifts the chunk up by ``fill`` into
+    ``W - 1 + chunk_bits`` bits (no rotation), step 3 hands word j of the
+    beat to word queue ``(wsel + j) mod KQ`` of KQ interleaved queues (K
+    rounded up to a power of two; ``depth`` words in all), read round
+    robin, so no queue takes two words in a clock.  The caller's gate must
+    then count K words per beat in flight (:class:`CreditGate` weights).
+    A plain build (``chunk_bits <= W``) builds exactly the one-queue path.
     """
 
     BITS_PER_STAGE = 2
@@ -573,8 +584,9 @@ class BitAccumulator(wiring.Component):
             len_in.last.eq(f_last),
         ]
 
-        # -- 2. shift the chunk up to fill (K words wide) -------------------------
-        sh, st = shift_left_staged(m, f_bits, f_fill, 0, K * wbits, self.BITS_PER_STAGE, reg)
+        # -- 2. shift the chunk up to fill (a beat ends below W - 1 + chunk <= K*W) ----
+        sh, st = shift_left_staged(m, f_bits, f_fill, 0, wbits - 1 + self.chunk_bits, self.BITS_PER_STAGE, reg)
+        sh = Cat(sh, Const(0, K * wbits - len(sh)))
         r_valid, r_nfull, r_nout = delay(m, f_valid, st, "accw_rv"), delay(m, f_nfull, st, "accw_rn"), \
             delay(m, f_nout, st, "accw_ro")
         r_flush, r_last = delay(m, f_flush, st, "accw_rfl"), delay(m, f_last, st, "accw_rl")
