@@ -30,7 +30,7 @@ from amaranth.lib.wiring import In, Out
 
 from .gecko_common import QCAP, SLICE, check_gecko_params, lane_mask, prefix_sums, settings_layout, slice_max_bits
 from .params import HwParams
-from .wordpack import (BitAccumulator, CreditGate, LutQueue, RecordConcat, _shift_amount, bits_beat_layout,
+from .wordpack import (BitAccumulator, CreditGate, LutQueue, RecordConcat, shift_amount, bits_beat_layout,
                        concat_records, delay, len_layout, queue_depth, record_beat_layout, word_layout)
 
 __all__ = ["GeckoStage", "GeckoWordPacker", "gecko_in_layout", "gecko_chunk_bits", "NBANK"]
@@ -176,7 +176,7 @@ class GeckoStage(wiring.Component):
         def code_of(rec, st, name):
             """The exponent code inside a record: bits m .. m+e-1."""
             c = Signal(emax, name=name)
-            mamt = _shift_amount(m, st.m, mmax, f"{name}_amt")
+            mamt = shift_amount(m, st.m, mmax, f"{name}_amt")
             m.d.comb += c.eq((rec >> mamt)[:emax] & lane_mask(st.e, emax))
             return c
 
@@ -447,7 +447,7 @@ class GeckoStage(wiring.Component):
             ok = c1.n > i
             code = code_of(rec, st, f"c_code{i}")
             sign = Signal(name=f"c_sign{i}")
-            m.d.comb += sign.eq((rec >> _shift_amount(m, st.m + st.e, vmax - 1, f"c_samt{i}"))[0])
+            m.d.comb += sign.eq((rec >> shift_amount(m, st.m + st.e, vmax - 1, f"c_samt{i}"))[0])
             sym = Signal(emax + 1, name=f"c_sym{i}")
             m.d.comb += sym.eq(Mux(cz & (code == 0), 0, cb - code + cz))
             q = Signal(emax + 1, name=f"c_q{i}")
@@ -461,7 +461,7 @@ class GeckoStage(wiring.Component):
             smr = Signal(smmax, name=f"c_sm{i}")
             if mmax:
                 man = rec[:mmax] & mmask[:mmax]
-                m.d.comb += smr.eq(man | (sign << _shift_amount(m, st.m, mmax, f"c_smamt{i}")))
+                m.d.comb += smr.eq(man | (sign << shift_amount(m, st.m, mmax, f"c_smamt{i}")))
             else:
                 m.d.comb += smr.eq(sign)
             codes.append((code, ok))
@@ -485,7 +485,7 @@ class GeckoStage(wiring.Component):
         rank, nsel = prefix_sums(m, sel, 4, "c_xrank")
         cx = 0
         for i, (code, ok) in enumerate(codes):
-            xamt = _shift_amount(m, rank[i] * st.e, cx_w - emax, f"c_xamt{i}")
+            xamt = shift_amount(m, rank[i] * st.e, cx_w - emax, f"c_xamt{i}")
             cx = cx | Mux(sel[i], code << xamt, 0)
         cx_bits = Signal(cx_w)
         m.d.comb += cx_bits.eq(cx)
@@ -502,7 +502,7 @@ class GeckoStage(wiring.Component):
         c2_sm = Signal(SLICE * smmax)
         c2_smlen = Signal(range(SLICE * smmax + 1))
         hdr_now = Signal(hmax)
-        hamt = _shift_amount(m, st.e, emax, "c_hamt")
+        hamt = shift_amount(m, st.e, emax, "c_hamt")
         m.d.comb += hdr_now.eq(cb | (Cat(cz & (cb != 0), Mux(cb != 0, ck, 0)) << hamt))
         m.d.sync += [
             c2.eq(c1),
@@ -532,10 +532,10 @@ class GeckoStage(wiring.Component):
         coded_bits = Signal(smax)
         m.d.comb += coded_bits.eq(
             Mux(c2.gfirst, c2_hdr, 0)
-            | (c2_rem << _shift_amount(m, o1, hmax, "c_o1"))
-            | (c2_una << _shift_amount(m, o2, hmax + 2 * SLICE, "c_o2"))
-            | (c2_cx << _shift_amount(m, o3, hmax + 2 * SLICE + una_w, "c_o3"))
-            | (c2_sm << _shift_amount(m, o4, smax - SLICE * smmax, "c_o4")))
+            | (c2_rem << shift_amount(m, o1, hmax, "c_o1"))
+            | (c2_una << shift_amount(m, o2, hmax + 2 * SLICE, "c_o2"))
+            | (c2_cx << shift_amount(m, o3, hmax + 2 * SLICE + una_w, "c_o3"))
+            | (c2_sm << shift_amount(m, o4, smax - SLICE * smmax, "c_o4")))
         c3_bits = Signal(smax)
         c3_len = Signal(range(smax + 1))
         c3_coded = Signal()

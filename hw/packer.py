@@ -35,7 +35,7 @@ from amaranth.lib.wiring import In, Out
 
 from .params import HwParams, config_layout, fields_layout
 from .status import status_layout
-from .wordpack import (BitAccumulator, CreditGate, Delays, LutQueue, RecordConcat, _shift_amount, delay, len_layout,
+from .wordpack import (BitAccumulator, CreditGate, Delays, LutQueue, RecordConcat, shift_amount, delay, len_layout,
                        queue_depth, record_beat_layout, word_layout)
 
 __all__ = ["Packer", "PackerFrontEnd", "RecordFormer", "StatusQueue", "value_beat_layout",
@@ -239,8 +239,8 @@ class RecordFormer(wiring.Component):
         n, vmax = p.lanes, p.max_value_bits
         ib, ob = self.i.payload, self.o.payload
         reg = Delays(m, "rec")
-        camt = _shift_amount(m, ib.camt, p.max_man_bits, "rec_camt")
-        samt = _shift_amount(m, ib.samt, vmax - 1, "rec_samt")
+        camt = shift_amount(m, ib.camt, p.max_man_bits, "rec_camt")
+        samt = shift_amount(m, ib.samt, vmax - 1, "rec_samt")
         # each variable shift in two register stages: the low half of the
         # amount's bits, then the high half
         c_lo, s_lo = (len(camt) + 1) // 2, (len(samt) + 1) // 2

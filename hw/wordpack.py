@@ -22,7 +22,7 @@ from .params import HwParams
 
 __all__ = ["WordPacker", "RecordConcat", "BitAccumulator", "CreditGate", "record_beat_layout", "bits_beat_layout",
            "word_layout", "len_layout", "RegFifo", "concat_records", "LEN_WIDTH", "delay", "Delays", "queue_depth",
-           "LutQueue"]
+           "LutQueue", "shift_amount", "shift_left_staged"]
 
 #: Width of a block length on the ``m_len`` side stream (the ``.sfpc`` block index stores 4 bytes).
 LEN_WIDTH = 32
@@ -48,11 +48,15 @@ def len_layout() -> data.StructLayout:
     return data.StructLayout({"data": LEN_WIDTH, "last": 1})
 
 
-def _shift_amount(m: Module, amount, max_amount: int, name: str) -> Signal:
+def shift_amount(m: Module, amount, max_amount: int, name: str) -> Signal:
     """``amount`` in a signal just wide enough, so that a variable shift by it stays narrow."""
     s = Signal(range(max_amount + 1), name=name)
     m.d.comb += s.eq(amount)
     return s
+
+
+#: The old private name, kept while other modules still import it.
+_shift_amount = shift_amount
 
 
 def concat_records(m: Module, recs, v, width: int, prefix: str = "cat"):
@@ -71,7 +75,7 @@ def concat_records(m: Module, recs, v, width: int, prefix: str = "cat"):
         merged = []
         for k in range(0, len(chunks), 2):
             (lo, wlo), (hi, whi) = chunks[k], chunks[k + 1]
-            amt = _shift_amount(m, v << (nrec.bit_length() - 1), nrec * width, f"{prefix}_l{level}_{k // 2}_amt")
+            amt = shift_amount(m, v << (nrec.bit_length() - 1), nrec * width, f"{prefix}_l{level}_{k // 2}_amt")
             out = Signal(wlo + whi, name=f"{prefix}_l{level}_{k // 2}")
             m.d.comb += out.eq(lo | (hi << amt))
             merged.append((out, wlo + whi))
