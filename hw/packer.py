@@ -428,9 +428,10 @@ class Packer(wiring.Component):
     With ``p.gecko`` the same gate covers the front end and the Gecko back
     end's input queue; inside the back end a second :class:`CreditGate`
     (weight K on the word queue) lets a row be issued only when the queues
-    have room for every row in flight.  One beat per clock when a block
-    bank is held for less than the 4-bank rotation (B >= 32 at N = 8;
-    measured in ``tests/test_hw_gecko_rate.py`` and ``test_gecko_throughput``).
+    have room for every row in flight; the status queue is deep enough for
+    the Gecko latency (a tensor's entry waits for its last word).  One beat
+    per clock, also for runs of one-beat tensors (measured in
+    ``tests/test_hw_gecko_rate.py`` and ``test_gecko_throughput``).
     """
 
     def __init__(self, p: HwParams):
@@ -469,6 +470,7 @@ class Packer(wiring.Component):
         if p.gecko:
             # the plain stages up to the record former, then the Gecko back end
             # (queue -> GeckoStage -> RecordConcat of its plain rows -> BitAccumulator)
+            from .gecko_common import SLICE
             from .gecko_stage import GeckoWordPacker
             m.submodules.rec = rec = RecordFormer(p)
             wiring.connect(m, fe.o, rec.i)
@@ -487,6 +489,13 @@ class Packer(wiring.Component):
             retire = rec.o.valid
             words, lens = gk.words, gk.lens
             queued = [gk.queued]
+            depths = [depth]
+            # a tensor's m_status entry waits for its last word, which a block holds back
+            # for its analysis: the status queue covers that latency too, or runs of short
+            # tensors would close the gate
+            lat = (fe.latency + RecordFormer.latency + 2 + p.block // SLICE + 8 +
+                   RecordConcat.latency_of(p, SLICE) + 3 + BitAccumulator.latency_of(p) + 2)
+            sq_depth = queue_depth(lat)
         else:
             m.submodules.rec = rec = RecordFormer(p)
             m.submodules.cat = cat = RecordConcat(p)
@@ -498,11 +507,13 @@ class Packer(wiring.Component):
             retire = acc.retire
             words, lens = acc.words, acc.lens
             queued = [acc.words_queued, acc.lens_queued]
+            depths = [depth, depth]
+            sq_depth = depth
 
         wiring.connect(m, wiring.flipped(self.m_axis), words)
         wiring.connect(m, wiring.flipped(self.m_len), lens)
 
-        m.submodules.status_q = sq = StatusQueue(p, depth)
+        m.submodules.status_q = sq = StatusQueue(p, sq_depth)
         m.d.comb += [
             sq.beat.valid.eq(fe.o.valid),
             sq.beat.payload.eq(fe.o.payload),
@@ -512,8 +523,9 @@ class Packer(wiring.Component):
         wiring.connect(m, wiring.flipped(self.m_status), sq.m_status)
         m.d.comb += self.status.lost.eq(sq.lost)
         queued.append(sq.queued)
+        depths.append(sq_depth)
 
-        m.submodules.gate = gate = CreditGate(depth, len(queued))
+        m.submodules.gate = gate = CreditGate(depth, len(queued), depths=depths if p.gecko else None)
         m.d.comb += [
             fe.accept.eq(gate.ready),
             gate.fire.eq(fire),

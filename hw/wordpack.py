@@ -654,6 +654,7 @@ class CreditGate(wiring.Component):
     (the sum and ``ready`` are both registers, to keep adders and compares
     off one path): 4 for the lag, 1 for the beat, 1 for its extra word.
 
+    ``depths`` (default all ``depth``): each queue's own depth.
     ``weights`` (default all 1): entries a beat may add to each queue; a
     queue of weight K is tested as K * in flight + queued <= depth - K *
     MARGIN (the same argument with K entries per beat).  The Gecko build
@@ -664,28 +665,31 @@ class CreditGate(wiring.Component):
 
     MARGIN = 6
 
-    def __init__(self, depth: int, queues: int = 1, weights=None):
+    def __init__(self, depth: int, queues: int = 1, weights=None, depths=None):
         self.depth = depth
         self.queues = queues
         self.weights = [1] * queues if weights is None else list(weights)
-        assert len(self.weights) == queues
+        self.depths = [depth] * queues if depths is None else list(depths)
+        assert len(self.weights) == queues and len(self.depths) == queues
+        self.max_depth = max(self.depths)
         super().__init__({
             "fire": In(1),
             "retire": In(1),
-            "queued": In(data.ArrayLayout(range(depth + 2), queues)),
+            "queued": In(data.ArrayLayout(range(self.max_depth + 2), queues)),
             "ready": Out(1),
         })
 
     def elaborate(self, platform):
         m = Module()
-        inflight = Signal(range(self.depth + 2))
+        inflight = Signal(range(self.max_depth + 2))
         m.d.sync += inflight.eq(inflight + self.fire - self.retire)
         ok = []
         for k in range(self.queues):
-            w = self.weights[k]
-            total = Signal(range((w + 1) * self.depth + 4) if w != 1 else range(2 * self.depth + 4), name=f"total{k}")
+            w, d = self.weights[k], self.depths[k]
+            total = Signal(range((w + 1) * self.max_depth + 4) if w != 1 else range(2 * self.max_depth + 4),
+                           name=f"total{k}")
             m.d.sync += total.eq((inflight * w if w != 1 else inflight) + self.queued[k])
-            ok.append(total <= self.depth - w * self.MARGIN)
+            ok.append(total <= d - w * self.MARGIN)
         ready = Signal(init=1)                  # empty after reset
         m.d.sync += ready.eq(Cat(*ok).all())
         m.d.comb += self.ready.eq(ready)
