@@ -11,7 +11,7 @@ from amaranth.lib import data
 
 from .params import HwParams, ParamError
 
-__all__ = ["SLICE", "QCAP", "check_gecko_params", "settings_layout", "slice_max_bits", "prefix_sums"]
+__all__ = ["SLICE", "QCAP", "check_gecko_params", "settings_layout", "slice_max_bits", "prefix_sums", "lane_mask"]
 
 SLICE = 8        # values per slice (a constant of the format, model.gecko.SLICE)
 QCAP = 8         # unary cap (model.gecko.Q)

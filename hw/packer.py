@@ -14,10 +14,14 @@ streams between them); one :class:`sfp.hw.wordpack.CreditGate` at the
 input admits a beat only when the output queues have room for everything
 in flight, so back-pressure never has to reach into the pipeline.
 
-Built with ``HwParams.gecko`` the field beats go through a queue into
-:class:`sfp.hw.gecko_pack.GeckoEncoder` instead of the record former and
-the word back end (the Gecko encoder is not yet a stage of this back end:
-it still forms records and accumulates words itself).
+Built with ``HwParams.gecko`` the same front end and record former feed
+:class:`sfp.hw.gecko_stage.GeckoWordPacker`: a queue, the one extra stage
+:class:`sfp.hw.gecko_stage.GeckoStage` (block buffer in block RAM, group
+analysis, plain or coded per block, a coded row formed as one chunk of
+bits), a :class:`sfp.hw.wordpack.RecordConcat` of 8 records for the plain
+rows, and the same :class:`sfp.hw.wordpack.BitAccumulator`, built for
+chunks wider than a word (up to K words a clock).  A plain build contains
+none of it.
 
 Both builds emit one :func:`sfp.hw.status.status_layout` entry per tensor on
 ``m_status`` (:class:`StatusQueue`).
@@ -31,7 +35,7 @@ from amaranth.lib.wiring import In, Out
 
 from .params import HwParams, config_layout, fields_layout
 from .status import status_layout
-from .wordpack import (BitAccumulator, CreditGate, Delays, LutQueue, RecordConcat, _shift_amount, delay, len_layout,
+from .wordpack import (BitAccumulator, CreditGate, Delays, LutQueue, RecordConcat, shift_amount, delay, len_layout,
                        queue_depth, record_beat_layout, word_layout)
 
 __all__ = ["Packer", "PackerFrontEnd", "RecordFormer", "StatusQueue", "value_beat_layout",
@@ -236,8 +240,8 @@ class RecordFormer(wiring.Component):
         n, vmax = p.lanes, p.max_value_bits
         ib, ob = self.i.payload, self.o.payload
         reg = Delays(m, "rec")
-        camt = _shift_amount(m, ib.camt, p.max_man_bits, "rec_camt")
-        samt = _shift_amount(m, ib.samt, vmax - 1, "rec_samt")
+        camt = shift_amount(m, ib.camt, p.max_man_bits, "rec_camt")
+        samt = shift_amount(m, ib.samt, vmax - 1, "rec_samt")
         # each variable shift in two register stages: the low half of the
         # amount's bits, then the high half
         c_lo, s_lo = (len(camt) + 1) // 2, (len(samt) + 1) // 2
@@ -409,8 +413,12 @@ class Packer(wiring.Component):
 
     Latency: the word a beat completes is valid on ``m_axis`` ``latency + 1``
     clocks after the clock edge that accepted the beat (plain; 25 for bf16
-    N = 8 W = 128 with stochastic rounding, measured in amaranth.sim).  Gecko: the front end's 9 clocks, the queue, then
-    :class:`GeckoEncoder`'s block latency.
+    N = 8 W = 128 with stochastic rounding, measured in amaranth.sim).
+    Gecko: the front end and record former (``latency`` clocks), the input
+    queue (2), then a block waits to be complete and analysed (about B/8 + 5
+    clocks after its last beat) before its rows go out, one per clock,
+    through :class:`sfp.hw.gecko_stage.GeckoStage` (``concat_latency + 3``)
+    and the accumulator (``BitAccumulator.latency_of(p) + 2``).
 
     Throughput: one beat (N values) per clock, with no bubble at block or
     tensor boundaries, also between tensors with different settings, while
@@ -418,7 +426,13 @@ class Packer(wiring.Component):
     admits a beat while beats in flight + queued entries stay 4 below the
     queue depth, which is chosen above the pipeline's length
     (:func:`sfp.hw.wordpack.queue_depth`).  ``s_axis.ready`` is a register.
-    With ``p.gecko`` the rate is :class:`GeckoEncoder`'s.
+    With ``p.gecko`` the same gate covers the front end and the Gecko back
+    end's input queue; inside the back end a second :class:`CreditGate`
+    (weight K on the word queue) lets a row be issued only when the queues
+    have room for every row in flight; the status queue is deep enough for
+    the Gecko latency (a tensor's entry waits for its last word).  One beat
+    per clock, also for runs of one-beat tensors (measured in
+    ``tests/test_hw_gecko_rate.py`` and ``test_gecko_throughput``).
     """
 
     def __init__(self, p: HwParams):
@@ -455,25 +469,34 @@ class Packer(wiring.Component):
         fire = self.s_axis.valid & self.s_axis.ready
 
         if p.gecko:
-            from .gecko_pack import GeckoEncoder, field_beat_in_layout
-            depth = queue_depth(fe.latency + 2)
-            m.submodules.words = ge = GeckoEncoder(p)
-            gl = field_beat_in_layout(p)
-            m.submodules.gq = gq = LutQueue(gl.size, depth)
-            gin = data.View(gl, gq.w_data)
-            fb = fe.o.payload
+            # the plain stages up to the record former, then the Gecko back end
+            # (queue -> GeckoStage -> RecordConcat of its plain rows -> BitAccumulator)
+            from .gecko_common import SLICE
+            from .gecko_stage import GeckoWordPacker
+            m.submodules.rec = rec = RecordFormer(p)
+            wiring.connect(m, fe.o, rec.i)
+            depth = queue_depth(fe.latency + RecordFormer.latency + 2)
+            m.submodules.gecko = gk = GeckoWordPacker(p, depth)
+            rb = rec.o.payload
+            rcfg = delay(m, fe.o.payload.cfg, RecordFormer.latency, "gk_cfg")
+            gin = gk.i.payload
             m.d.comb += [
-                gq.w_en.eq(fe.o.valid & ~fb.drop),
-                gin.fields.eq(fb.fields), gin.count.eq(fb.count), gin.last.eq(fb.last), gin.cfg.eq(fb.cfg),
-                ge.i.valid.eq(gq.r_rdy),
-                ge.i.payload.eq(gq.r_data),
-                gq.r_en.eq(ge.i.ready),
+                # a refused tensor's beats are empty (count 0): they only retire
+                gk.i.valid.eq(rec.o.valid & (rb.count != 0)),
+                gin.recs.eq(rb.recs), gin.count.eq(rb.count), gin.last.eq(rb.last),
+                gin.set.s.eq(rcfg.sign), gin.set.e.eq(rcfg.exp_bits), gin.set.m.eq(rcfg.man_bits),
+                gin.set.gecko.eq(rcfg.gecko),
             ]
-            gq_n = Signal(range(depth + 2))
-            m.d.sync += gq_n.eq(gq_n + gq.w_en - (gq.r_rdy & gq.r_en))
-            retire = fe.o.valid
-            words, lens = ge.words, ge.lens
-            queued = [gq_n]
+            retire = rec.o.valid
+            words, lens = gk.words, gk.lens
+            queued = [gk.queued]
+            depths = [depth]
+            # a tensor's m_status entry waits for its last word, which a block holds back
+            # for its analysis: the status queue covers that latency too, or runs of short
+            # tensors would close the gate
+            lat = (fe.latency + RecordFormer.latency + 2 + p.block // SLICE + 8 +
+                   RecordConcat.latency_of(p, SLICE) + 3 + BitAccumulator.latency_of(p) + 2)
+            sq_depth = queue_depth(lat)
         else:
             m.submodules.rec = rec = RecordFormer(p)
             m.submodules.cat = cat = RecordConcat(p)
@@ -485,11 +508,13 @@ class Packer(wiring.Component):
             retire = acc.retire
             words, lens = acc.words, acc.lens
             queued = [acc.words_queued, acc.lens_queued]
+            depths = [depth, depth]
+            sq_depth = depth
 
         wiring.connect(m, wiring.flipped(self.m_axis), words)
         wiring.connect(m, wiring.flipped(self.m_len), lens)
 
-        m.submodules.status_q = sq = StatusQueue(p, depth)
+        m.submodules.status_q = sq = StatusQueue(p, sq_depth)
         m.d.comb += [
             sq.beat.valid.eq(fe.o.valid),
             sq.beat.payload.eq(fe.o.payload),
@@ -499,8 +524,9 @@ class Packer(wiring.Component):
         wiring.connect(m, wiring.flipped(self.m_status), sq.m_status)
         m.d.comb += self.status.lost.eq(sq.lost)
         queued.append(sq.queued)
+        depths.append(sq_depth)
 
-        m.submodules.gate = gate = CreditGate(depth, len(queued))
+        m.submodules.gate = gate = CreditGate(depth, len(queued), depths=depths if p.gecko else None)
         m.d.comb += [
             fe.accept.eq(gate.ready),
             gate.fire.eq(fire),

@@ -22,15 +22,15 @@ from .params import HwParams
 
 __all__ = ["WordPacker", "RecordConcat", "BitAccumulator", "CreditGate", "record_beat_layout", "bits_beat_layout",
            "word_layout", "len_layout", "RegFifo", "concat_records", "LEN_WIDTH", "delay", "Delays", "queue_depth",
-           "LutQueue"]
+           "LutQueue", "shift_amount", "shift_left_staged"]
 
 #: Width of a block length on the ``m_len`` side stream (the ``.sfpc`` block index stores 4 bytes).
 LEN_WIDTH = 32
 
 
-def record_beat_layout(p: HwParams) -> data.StructLayout:
-    """One beat of records into :class:`WordPacker`."""
-    n = p.lanes
+def record_beat_layout(p: HwParams, lanes: int | None = None) -> data.StructLayout:
+    """One beat of records into :class:`WordPacker` (``lanes`` records; default ``p.lanes``)."""
+    n = p.lanes if lanes is None else lanes
     return data.StructLayout({
         "recs": data.ArrayLayout(p.max_value_bits, n),  # lane j = record of value t*N+j, zero above v
         "v": range(p.max_value_bits + 1),               # record width s+e+m of this tensor
@@ -48,11 +48,15 @@ def len_layout() -> data.StructLayout:
     return data.StructLayout({"data": LEN_WIDTH, "last": 1})
 
 
-def _shift_amount(m: Module, amount, max_amount: int, name: str) -> Signal:
+def shift_amount(m: Module, amount, max_amount: int, name: str) -> Signal:
     """``amount`` in a signal just wide enough, so that a variable shift by it stays narrow."""
     s = Signal(range(max_amount + 1), name=name)
     m.d.comb += s.eq(amount)
     return s
+
+
+#: The old private name, kept while other modules still import it.
+_shift_amount = shift_amount
 
 
 def concat_records(m: Module, recs, v, width: int, prefix: str = "cat"):
@@ -71,7 +75,7 @@ def concat_records(m: Module, recs, v, width: int, prefix: str = "cat"):
         merged = []
         for k in range(0, len(chunks), 2):
             (lo, wlo), (hi, whi) = chunks[k], chunks[k + 1]
-            amt = _shift_amount(m, v << (nrec.bit_length() - 1), nrec * width, f"{prefix}_l{level}_{k // 2}_amt")
+            amt = shift_amount(m, v << (nrec.bit_length() - 1), nrec * width, f"{prefix}_l{level}_{k // 2}_amt")
             out = Signal(wlo + whi, name=f"{prefix}_l{level}_{k // 2}")
             m.d.comb += out.eq(lo | (hi << amt))
             merged.append((out, wlo + whi))
@@ -250,11 +254,12 @@ def shift_left_staged(m: Module, x, amount, weight_log2: int, width: int, bits_p
 
 # -- the word back end -------------------------------------------------------------
 
-def bits_beat_layout(p: HwParams) -> data.StructLayout:
-    """One beat of concatenated records into :class:`BitAccumulator`."""
+def bits_beat_layout(p: HwParams, width: int | None = None) -> data.StructLayout:
+    """One beat of bits into :class:`BitAccumulator`: a chunk of up to ``width`` bits (default N*Vmax)."""
+    width = p.lanes * p.max_value_bits if width is None else width
     return data.StructLayout({
-        "bits": p.lanes * p.max_value_bits,            # records LSB-first, zero above nbits
-        "nbits": range(p.lanes * p.max_value_bits + 1),
+        "bits": width,                                 # LSB-first, zero above nbits
+        "nbits": range(width + 1),
         "flush": 1,
         "last": 1,
     })
@@ -269,6 +274,9 @@ class RecordConcat(wiring.Component):
     into the last.  Beside it, the beat's bit count ``count * v`` is a
     shift-and-add of two register stages.
 
+    ``lanes`` (default ``p.lanes``) is the records per beat: the Gecko build
+    concatenates rows of 8 (:class:`sfp.hw.gecko_stage.GeckoStage`).
+
     Ports: ``i`` (records, :func:`record_beat_layout`), ``o``
     (:func:`bits_beat_layout`); both always ready: the stage takes one beat
     per clock, free-running, and the caller's credit gate stops beats upstream.
@@ -279,23 +287,24 @@ class RecordConcat(wiring.Component):
     BITS_PER_STAGE = 3
 
     @classmethod
-    def latency_of(cls, p: HwParams) -> int:
+    def latency_of(cls, p: HwParams, lanes: int | None = None) -> int:
         vb = p.max_value_bits.bit_length()
-        levels = (p.lanes - 1).bit_length()
+        levels = ((p.lanes if lanes is None else lanes) - 1).bit_length()
         return max(levels * -(-vb // cls.BITS_PER_STAGE), 2)
 
-    def __init__(self, p: HwParams):
+    def __init__(self, p: HwParams, lanes: int | None = None):
         self.p = p
-        self.latency = self.latency_of(p)
+        self.lanes = p.lanes if lanes is None else lanes
+        self.latency = self.latency_of(p, self.lanes)
         super().__init__({
-            "i": In(stream.Signature(record_beat_layout(p), always_ready=True)),
-            "o": Out(stream.Signature(bits_beat_layout(p), always_ready=True)),
+            "i": In(stream.Signature(record_beat_layout(p, self.lanes), always_ready=True)),
+            "o": Out(stream.Signature(bits_beat_layout(p, self.lanes * p.max_value_bits), always_ready=True)),
         })
 
     def elaborate(self, platform):
         m = Module()
         p = self.p
-        n, vmax = p.lanes, p.max_value_bits
+        n, vmax = self.lanes, p.max_value_bits
         reg = Delays(m, "cat")
         ib = self.i.payload
         chunks = [(ib.recs[j], vmax) for j in range(n)]
@@ -377,6 +386,17 @@ class BitAccumulator(wiring.Component):
 
     Latency: ``latency`` clocks from ``i`` to the write into the queues, plus 2
     through the queue.
+
+    Chunks wider than a word (``chunk_bits > W``: the Gecko build's rows,
+    :class:`sfp.hw.gecko_stage.GeckoStage`): a beat may complete up to
+    ``K = words_per_beat(p, chunk_bits)`` words.  Same three steps and the
+    same latency, but step 2 shifts the chunk up by ``fill`` into
+    ``W - 1 + chunk_bits`` bits (no rotation), step 3 hands word j of the
+    beat to word queue ``(wsel + j) mod KQ`` of KQ interleaved queues (K
+    rounded up to a power of two; ``depth`` words in all), read round
+    robin, so no queue takes two words in a clock.  The caller's gate must
+    then count K words per beat in flight (:class:`CreditGate` weights).
+    A plain build (``chunk_bits <= W``) builds exactly the one-queue path.
     """
 
     BITS_PER_STAGE = 2
@@ -386,13 +406,20 @@ class BitAccumulator(wiring.Component):
         """Clocks from ``i`` to the queue write: fill, the rotate stages, accumulate."""
         return 1 + -(-(p.word - 1).bit_length() // cls.BITS_PER_STAGE) + 1
 
-    def __init__(self, p: HwParams, depth: int = 32):
+    @staticmethod
+    def words_per_beat(p: HwParams, chunk_bits: int | None = None) -> int:
+        """K: most words one beat of ``chunk_bits`` bits can complete (1 when the chunk fits a word)."""
+        chunk = p.lanes * p.max_value_bits if chunk_bits is None else chunk_bits
+        return 1 if chunk <= p.word else -(-(p.word - 1 + chunk) // p.word)
+
+    def __init__(self, p: HwParams, depth: int = 32, chunk_bits: int | None = None):
         self.p = p
         self.depth = depth
-        lw = (p.word - 1).bit_length()
+        self.chunk_bits = p.lanes * p.max_value_bits if chunk_bits is None else chunk_bits
+        self.k_words = self.words_per_beat(p, self.chunk_bits)
         self.latency = self.latency_of(p)
         super().__init__({
-            "i": In(stream.Signature(bits_beat_layout(p), always_ready=True)),
+            "i": In(stream.Signature(bits_beat_layout(p, self.chunk_bits), always_ready=True)),
             "words": Out(stream.Signature(word_layout(p))),
             "lens": Out(stream.Signature(len_layout())),
             "retire": Out(1),
@@ -401,6 +428,8 @@ class BitAccumulator(wiring.Component):
         })
 
     def elaborate(self, platform):
+        if self.k_words > 1:
+            return self._elaborate_wide()
         m = Module()
         p = self.p
         wbits = p.word
@@ -511,6 +540,109 @@ class BitAccumulator(wiring.Component):
         return m
 
 
+    def _elaborate_wide(self):
+        """Chunks wider than a word (a Gecko slice): up to K words per beat into K interleaved queues.
+
+        Same three steps as the narrow path, but the chunk is shifted (not
+        rotated) by ``fill`` into K words, and word j of a beat goes to
+        queue ``(wsel + j) mod KQ`` (KQ = K rounded up to a power of two), so
+        no queue takes more than one word per clock; ``words`` reads the
+        queues round robin, which gives the words back in order.
+        """
+        m = Module()
+        p = self.p
+        wbits, K = p.word, self.k_words
+        kq = 1 << (K - 1).bit_length()
+        lw = (wbits - 1).bit_length()
+        max_block_words = -(-p.block * self.chunk_bits // wbits) + 1
+        reg = Delays(m, "accw")
+        ib = self.i.payload
+        iv = self.i.valid
+
+        wl = word_layout(p)
+        bank_depth = max(2, self.depth // kq)
+        wqs = []
+        for q in range(kq):
+            wq = LutQueue(wl.size, bank_depth)
+            m.submodules[f"wq{q}"] = wq
+            wqs.append(wq)
+        m.submodules.lq = lq = LutQueue(len_layout().size, self.depth)
+
+        # -- 1. fill: the only loop ----------------------------------------------
+        fill = Signal(lw)
+        total = Signal(range(wbits + self.chunk_bits))
+        m.d.comb += total.eq(fill + ib.nbits)
+        nfull = Signal(range(K + 1))
+        rest = Signal(lw)
+        m.d.comb += [nfull.eq(total >> lw), rest.eq(total[:lw])]
+        n_out = Signal(range(K + 1))
+        m.d.comb += n_out.eq(Mux(ib.flush, nfull + (rest != 0), nfull))
+        with m.If(iv):
+            m.d.sync += fill.eq(Mux(ib.flush, 0, rest))
+        f_valid, f_bits, f_fill = reg(iv), reg(ib.bits), reg(fill)
+        f_nfull, f_nout, f_flush, f_last = reg(nfull), reg(n_out), reg(ib.flush), reg(ib.last)
+        blk_words = Signal(range(max_block_words + 1))
+        with m.If(f_valid):
+            m.d.sync += blk_words.eq(Mux(f_flush, 0, blk_words + f_nout))
+        len_in = data.View(len_layout(), lq.w_data)
+        m.d.comb += [
+            lq.w_en.eq(f_valid & f_flush),
+            len_in.data.eq(blk_words + f_nout),
+            len_in.last.eq(f_last),
+        ]
+
+        # -- 2. shift the chunk up to fill (a beat ends below W - 1 + chunk <= K*W) ----
+        sh, st = shift_left_staged(m, f_bits, f_fill, 0, wbits - 1 + self.chunk_bits, self.BITS_PER_STAGE, reg)
+        sh = Cat(sh, Const(0, K * wbits - len(sh)))
+        r_valid, r_nfull, r_nout = delay(m, f_valid, st, "accw_rv"), delay(m, f_nfull, st, "accw_rn"), \
+            delay(m, f_nout, st, "accw_ro")
+        r_flush, r_last = delay(m, f_flush, st, "accw_rfl"), delay(m, f_last, st, "accw_rl")
+
+        # -- 3. accumulate: word j of the beat is chunk j of acc | shifted ------------
+        acc = Signal(wbits)                      # bits of the current word below fill
+        chunks = [acc | sh[:wbits]] + [sh[j * wbits:(j + 1) * wbits] for j in range(1, K)] + [Const(0, wbits)]
+        with m.If(r_valid):
+            m.d.sync += acc.eq(Mux(r_flush, 0, Array(chunks)[r_nfull]))
+        n_in = Mux(r_valid, r_nout, 0)
+        m.d.comb += self.retire.eq(r_valid)
+        wsel = Signal(range(kq)) if kq > 1 else Signal(1)
+        m.d.sync += wsel.eq(wsel + n_in)
+        for q, wq in enumerate(wqs):
+            j = Signal(range(kq), name=f"accw_j{q}") if kq > 1 else Const(0, 1)
+            if kq > 1:
+                m.d.comb += j.eq(q - wsel)
+            win = data.View(wl, wq.w_data)
+            m.d.comb += [
+                wq.w_en.eq(j < n_in),
+                win.data.eq(Array(chunks[:kq] + [Const(0, wbits)] * (kq - len(chunks[:kq])))[j]),
+                win.last.eq(r_last & (j == r_nout - 1)),
+            ]
+
+        # -- queues out: round robin ------------------------------------------------
+        rsel = Signal(range(kq)) if kq > 1 else Signal(1)
+        wo = data.View(wl, Array(wq.r_data for wq in wqs)[rsel])
+        m.d.comb += [
+            self.words.valid.eq(Array(wq.r_rdy for wq in wqs)[rsel]),
+            self.words.payload.data.eq(wo.data),
+            self.words.payload.last.eq(wo.last),
+        ]
+        for q, wq in enumerate(wqs):
+            m.d.comb += wq.r_en.eq(self.words.ready & (rsel == q))
+        pop = self.words.valid & self.words.ready
+        with m.If(pop):
+            m.d.sync += rsel.eq(rsel + 1)
+        m.d.comb += [
+            self.lens.valid.eq(lq.r_rdy),
+            self.lens.payload.eq(lq.r_data),
+            lq.r_en.eq(self.lens.ready),
+        ]
+        m.d.sync += [
+            self.words_queued.eq(self.words_queued + n_in - pop),
+            self.lens_queued.eq(self.lens_queued + lq.w_en - (self.lens.valid & self.lens.ready)),
+        ]
+        return m
+
+
 class CreditGate(wiring.Component):
     """``ready`` for a free-running pipeline in front of queues: admit a beat only if it fits.
 
@@ -525,30 +657,42 @@ class CreditGate(wiring.Component):
     (the sum and ``ready`` are both registers, to keep adders and compares
     off one path): 4 for the lag, 1 for the beat, 1 for its extra word.
 
+    ``depths`` (default all ``depth``): each queue's own depth.
+    ``weights`` (default all 1): entries a beat may add to each queue; a
+    queue of weight K is tested as K * in flight + queued <= depth - K *
+    MARGIN (the same argument with K entries per beat).  The Gecko build
+    gates its stage's row issue with it (K words per row).
+
     Ports: ``fire``, ``retire``: In(1); ``queued``: In(array of ``queues`` counts); ``ready``: Out(1).
     """
 
     MARGIN = 6
 
-    def __init__(self, depth: int, queues: int = 1):
+    def __init__(self, depth: int, queues: int = 1, weights=None, depths=None):
         self.depth = depth
         self.queues = queues
+        self.weights = [1] * queues if weights is None else list(weights)
+        self.depths = [depth] * queues if depths is None else list(depths)
+        assert len(self.weights) == queues and len(self.depths) == queues
+        self.max_depth = max(self.depths)
         super().__init__({
             "fire": In(1),
             "retire": In(1),
-            "queued": In(data.ArrayLayout(range(depth + 2), queues)),
+            "queued": In(data.ArrayLayout(range(self.max_depth + 2), queues)),
             "ready": Out(1),
         })
 
     def elaborate(self, platform):
         m = Module()
-        inflight = Signal(range(self.depth + 2))
+        inflight = Signal(range(self.max_depth + 2))
         m.d.sync += inflight.eq(inflight + self.fire - self.retire)
         ok = []
         for k in range(self.queues):
-            total = Signal(range(2 * self.depth + 4), name=f"total{k}")
-            m.d.sync += total.eq(inflight + self.queued[k])
-            ok.append(total <= self.depth - self.MARGIN)
+            w, d = self.weights[k], self.depths[k]
+            total = Signal(range((w + 1) * self.max_depth + 4) if w != 1 else range(2 * self.max_depth + 4),
+                           name=f"total{k}")
+            m.d.sync += total.eq((inflight * w if w != 1 else inflight) + self.queued[k])
+            ok.append(total <= d - w * self.MARGIN)
         ready = Signal(init=1)                  # empty after reset
         m.d.sync += ready.eq(Cat(*ok).all())
         m.d.comb += self.ready.eq(ready)

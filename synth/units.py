@@ -42,9 +42,10 @@ _CATALOGUE = {
     "prng": ("sfp.hw.prng", "StochasticSource", "lanes"),
     "wordpacker": ("sfp.hw.wordpack", "WordPacker", "p"),
     "wordunpacker": ("sfp.hw.wordunpack", "WordUnpacker", "p"),
-    # Gecko: the encoder/decoder take the word packer's/unpacker's place when Gecko is built,
+    # Gecko: the Gecko back end (input queue, GeckoStage, RecordConcat of 8, the K-word
+    # BitAccumulator) / the decoder take the word packer's/unpacker's place when Gecko is built,
     # so Gecko's share = gecko_encoder - wordpacker (+ gecko_decoder - wordunpacker).
-    "gecko_encoder": ("sfp.hw.gecko_pack", "GeckoEncoder", "p"),
+    "gecko_encoder": ("sfp.hw.gecko_stage", "GeckoWordPacker", "p"),
     "gecko_decoder": ("sfp.hw.gecko_unpack", "GeckoDecoder", "p"),
 }
 

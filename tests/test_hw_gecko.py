@@ -1,11 +1,13 @@
-"""amaranth.sim tests of the Gecko encoder and decoder (hw/gecko_pack.py, hw/gecko_unpack.py) vs the golden model.
+"""amaranth.sim tests of the Gecko back end and decoder (hw/gecko_stage.py, hw/gecko_unpack.py) vs the golden model.
 
 Expected words/lengths come from ``sfp.model.blocks.pack_image`` (what
 ``sfp.model.container.encode_image`` packs; checked equal to ``encode_image``'s
 payload for the real tensors) and expected fields from
 ``sfp.model.quantize.to_fields``.  Stimuli: real training tensors (bf16) and
 fields with adversarial exponent patterns built directly (every Gecko
-mode, b = 0 groups, escapes, blocks that fall back to plain).
+mode, b = 0 groups, escapes, blocks that fall back to plain).  The packer's
+Gecko back end (:class:`GeckoWordPacker`) takes records: the test forms them
+from the fields by format.md 4.2 (``S << (e+m) | C << m | Q``).
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ import numpy as np
 import pytest
 from amaranth.sim import Simulator
 
-from sfp.hw.gecko_pack import GeckoEncoder
+from sfp.hw.gecko_stage import GeckoWordPacker
 from sfp.hw.params import HwParams, ParamError
 from sfp.model import bitpack, gecko
 from sfp.model.blocks import pack_image, unpack_image
@@ -105,22 +107,23 @@ def cfg_of(s: Settings, n: int) -> dict:
 
 
 def enc_beats(f: Fields, s: Settings, N: int) -> list[dict]:
+    """Record beats (format.md 4.2) of N values, zero beyond ``count`` as the record former sends them."""
     n = f.code.size
+    e, m = s.exp_bits, s.man_bits
+    recs = [((int(f.sign[i]) & int(s.sign)) << (e + m)) | (int(f.code[i]) << m) | int(f.man[i]) for i in range(n)]
+    st = {"s": int(s.sign), "e": e, "m": m, "gecko": int(s.gecko)}
     beats = []
-    cfg = cfg_of(s, n)
     for t in range(0, n, N):
         cnt = min(N, n - t)
-        lanes = [{"sign": int(f.sign[t + j]), "code": int(f.code[t + j]), "man": int(f.man[t + j])} if j < cnt
-                 else {"sign": 1, "code": 3, "man": 5} for j in range(N)]        # junk beyond count
-        beats.append({"fields": lanes, "count": cnt, "last": int(t + N >= n), "cfg": cfg})
+        beats.append({"recs": recs[t:t + cnt] + [0] * (N - cnt), "count": cnt, "last": int(t + N >= n), "set": st})
     return beats
 
 
 # -- simulation helpers (stream drivers: tests/streams.py) ---------------------------
 
-def run_encoder(p: HwParams, tensors, *, idle=0.0, ready=1.0, seed=0, accept_times=None, word_fifo_depth=None):
+def run_encoder(p: HwParams, tensors, *, idle=0.0, ready=1.0, seed=0, accept_times=None):
     """Feed ``tensors`` [(fields, settings)] back to back; return (words [(data, last)], lens [(L, last)])."""
-    dut = GeckoEncoder(p, word_fifo_depth=word_fifo_depth)
+    dut = GeckoWordPacker(p)
     words, lens = [], []
     rng = random.Random(seed)
     beats = [b for f, s in tensors for b in enc_beats(f, s, p.lanes)]
@@ -173,7 +176,7 @@ def test_param_refusal():
     for bad in (HwParams(lanes=16, word=512, gecko=True), HwParams(group=4, block=256, gecko=True),
                 HwParams(lanes=8, block=16, group=32, gecko=True)):
         with pytest.raises(ParamError):
-            GeckoEncoder(bad)
+            GeckoWordPacker(bad)
 
 
 def test_encoder_adversarial_smoke():

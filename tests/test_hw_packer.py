@@ -385,7 +385,7 @@ def test_throughput(p):
     assert span == len(beats), f"unpacker: {len(beats)} beats over {span} cycles"
 
 
-# -- Gecko builds (HwParams.gecko): GeckoEncoder / GeckoDecoder behind the same ports ----------
+# -- Gecko builds (HwParams.gecko): GeckoWordPacker / GeckoDecoder behind the same ports ----------
 
 GK_CONFIGS = [
     HwParams(source="bf16", lanes=8, word=128, block=64, group=32, gecko=True),
@@ -492,7 +492,7 @@ def test_packer_gecko(p, stall):
     assert [(int(x.data), int(x.last)) for x in lens] == expected_stream(cases, "lens")
     nb, nc = cycles[0]
     # Not one beat per clock here: short tensors hold a bank for its analysis and
-    # emission (~B/4 clocks) after one beat of fill (GeckoEncoder); see test_gecko_throughput.
+    # emission (~B/4 clocks) after one beat of fill (GeckoStage); see test_gecko_throughput.
     print(f"{len(got)} words, {len(lens)} blocks, beats/cycles {nb}/{nc}")
 
 
