@@ -90,6 +90,13 @@ PROOFS = [
     _P("cutter_ring_loose_fails", "cutter_ring", "prove", 6, fast=True, lanes=2, block=4, expect="FAIL",
        kwargs={"loose": True},
        what="the same without the sequencer's pops <= 1 + need2 contract: must FAIL (underflow)"),
+    _P("unpacker_ofifo_n2", "unpacker_ofifo", "prove", 14, lanes=2, block=4,
+       what="Unpacker's credit-managed output FIFO never overflows, unbounded: credits = beats in "
+            "flight (shadow line) + level, credits <= depth - margin + 2; any cfg, words, sinks"),
+    _P("unpacker_ofifo_broken_fails", "unpacker_ofifo", "bmc", 40, lanes=2, block=4, expect="FAIL",
+       kwargs={"out_depth": 4, "margin": 1},
+       what="the same with one credit too many (margin 1; output FIFO of 4 to keep the trace short): "
+            "must FAIL on the overflow assertion"),
     _P("packer_axis_n2", "packer_axis", "bmc", 24, lanes=2, block=4,
        what="Packer m_axis/m_len (and m_status) obey AXI4-Stream, any cfg"),
     _P("packer_axis_n1", "packer_axis", "bmc", 24, lanes=1, block=2,

@@ -229,6 +229,84 @@ def _status_stream(m, dut, role):
         stream_rules(m, s.valid, s.ready, s.payload, role=role, name="m_status")
 
 
+# -- credit invariants: unbounded (k-induction) queue safety behind free-running pipelines -------
+
+
+def _shadow_line(m: Module, x, length: int, name: str):
+    """A harness copy of a fixed-latency pipeline's valid bits: ``x`` delayed by 1..``length``
+    clocks.  Returns the list of stages (stage ``length - 1`` is ``x`` of ``length`` clocks ago).
+
+    The units' datapaths are free-running (no enable), so a beat that enters at clock t leaves
+    at t + latency whatever else happens: asserting that the unit's own output valid equals the
+    shadow's last stage, and that its credit counter equals the shadow's beats plus the queue's
+    level, states the credit argument without naming a single internal pipeline register (only
+    the counter, the queue and the entry/exit strobes are tapped), so a rewrite of the pipeline
+    that keeps its latency keeps the proof; one that changes the latency fails it loudly.
+    k-induction needs a depth above ``length``: the shadow and the unit's pipeline start from
+    arbitrary (unrelated) contents and agree only once both have been refilled."""
+    stages = []
+    for i in range(length):
+        r = Signal(name=f"{name}_sh{i}")
+        m.d.sync += r.eq(x)
+        stages.append(r)
+        x = r
+    return stages
+
+
+def _popcount(bits):
+    total = 0
+    for b in bits:
+        total = total + b
+    return total
+
+
+def unpacker_ofifo(p: HwParams, out_depth: int | None = None, margin: int | None = None):
+    """The unpacker's credit-managed output FIFO (written with no back-pressure) never overflows,
+    for any cfg, any AXI4-Stream words (and block index), any ``m_axis``/``m_status`` sinks.
+
+    Inductive invariant (all asserted): a beat issued at clock t (``issued``) is written into
+    the output FIFO at exactly t + L (L = splitter + lanes latency, or the lanes' alone in the
+    Gecko build), tracked by a shadow delay line in the harness; the credit counter
+    ``inflight`` equals the beats in the shadow line plus the FIFO's level; and
+    ``inflight <= OUT_DEPTH - ROOM_MARGIN + 2`` (``room`` is registered from the count one
+    clock old, and an issued beat is counted one clock after its decision).  From these, no
+    write finds the FIFO full.  ``out_depth``/``margin`` build a variant of the unpacker
+    (a subclass) with another depth or margin: with a margin of 1 (one credit too many) the
+    proof must FAIL on the overflow assertion."""
+    from ..dequant import DEQUANT_LATENCY
+    from ..recsplit import splitter_latency
+    from ..unpacker import Unpacker
+
+    cls = Unpacker
+    if out_depth is not None or margin is not None:
+        cls = type("UnpackerVariant", (Unpacker,), {
+            "OUT_DEPTH": out_depth if out_depth is not None else Unpacker.OUT_DEPTH,
+            "ROOM_MARGIN": margin if margin is not None else Unpacker.ROOM_MARGIN})
+    depth, marg = cls.OUT_DEPTH, cls.ROOM_MARGIN
+    lat = DEQUANT_LATENCY + (0 if p.gecko else splitter_latency(p))
+    m = Module()
+    m.submodules.dut = dut = cls(p)
+    _no_reset(m)
+    stream_rules(m, dut.s_axis.valid, dut.s_axis.ready, dut.s_axis.payload, role="assume", name="s_axis")
+    if p.gecko:
+        stream_rules(m, dut.s_len.valid, dut.s_len.ready, dut.s_len.payload, role="assume", name="s_len")
+    frag = Fragment.get(m, "formal")
+    d = frag.find_subfragment("dut")
+    issued, inflight = tap(d, "", "issued"), tap(d, "", "inflight")
+    w_en, w_rdy, level = tap(d, "ofifo", "w_en"), tap(d, "ofifo", "w_rdy"), tap(d, "ofifo", "level")
+    m2 = Module()
+    line = _shadow_line(m2, issued, lat, "issued")
+    m2.d.comb += [
+        Assert(w_en == line[-1], "output FIFO: a write not L clocks after an issued beat (latency changed?)"),
+        Assert(inflight == level + _popcount(line), "output FIFO: credits != beats in flight + level"),
+        Assert(inflight <= depth - marg + 2, "output FIFO: more credits out than depth - margin + 2"),
+        Assert(~w_en | w_rdy, "output FIFO: overflow (a beat written while full)"),
+    ]
+    top = Fragment.get(m2, "formal")
+    frag.add_subfragment(top, "credit")
+    return frag, {"unit": "Unpacker (output FIFO)", "params": p}
+
+
 # -- covers --------------------------------------------------------------------------
 
 
@@ -539,4 +617,5 @@ HARNESSES = {
     "roundtrip": roundtrip,
     "unpacker_live": unpacker_live,
     "reset_outputs": reset_outputs,
+    "unpacker_ofifo": unpacker_ofifo,
 }
