@@ -334,7 +334,7 @@ class StatusQueue(wiring.Component):
         # each half is first taken into a head register, so that the join is
         # decided from registers only (no path from a queue's level through
         # the join back into the queues' pointers)
-        hf_v, hw_v = Signal(), Signal()
+        hf_v, hw_v = Signal(name="hf_v"), Signal(name="hw_v")
         hf = Signal(front)
         hw = Signal(32)
         join = hf_v & (hf.unsupported | hw_v)
@@ -420,6 +420,12 @@ class Packer(wiring.Component):
     With ``p.gecko`` the rate is :class:`GeckoEncoder`'s.
     """
 
+    #: Queue depth (None: :func:`sfp.hw.wordpack.queue_depth` of the pipeline) and credit
+    #: margin (None: :attr:`sfp.hw.wordpack.CreditGate.MARGIN`); class attributes so that a
+    #: formal harness can build smaller or deliberately broken variants (docs/verification.md).
+    QUEUE_DEPTH: int | None = None
+    GATE_MARGIN: int | None = None
+
     def __init__(self, p: HwParams):
         if p.gecko:
             from .gecko_common import check_gecko_params
@@ -455,7 +461,7 @@ class Packer(wiring.Component):
 
         if p.gecko:
             from .gecko_pack import GeckoEncoder, field_beat_in_layout
-            depth = queue_depth(fe.latency + 2)
+            depth = self.QUEUE_DEPTH or queue_depth(fe.latency + 2)
             m.submodules.words = ge = GeckoEncoder(p)
             gl = field_beat_in_layout(p)
             m.submodules.gq = gq = LutQueue(gl.size, depth)
@@ -476,7 +482,7 @@ class Packer(wiring.Component):
         else:
             m.submodules.rec = rec = RecordFormer(p)
             m.submodules.cat = cat = RecordConcat(p)
-            depth = queue_depth(self.latency)
+            depth = self.QUEUE_DEPTH or queue_depth(self.latency)
             m.submodules.accum = acc = BitAccumulator(p, depth)
             wiring.connect(m, fe.o, rec.i)
             wiring.connect(m, rec.o, cat.i)
@@ -499,7 +505,7 @@ class Packer(wiring.Component):
         m.d.comb += self.status.lost.eq(sq.lost)
         queued.append(sq.queued)
 
-        m.submodules.gate = gate = CreditGate(depth, len(queued))
+        m.submodules.gate = gate = CreditGate(depth, len(queued), self.GATE_MARGIN)
         m.d.comb += [
             fe.accept.eq(gate.ready),
             gate.fire.eq(fire),

@@ -527,9 +527,10 @@ class CreditGate(wiring.Component):
 
     MARGIN = 6
 
-    def __init__(self, depth: int, queues: int = 1):
+    def __init__(self, depth: int, queues: int = 1, margin: int | None = None):
         self.depth = depth
         self.queues = queues
+        self.margin = self.MARGIN if margin is None else margin
         super().__init__({
             "fire": In(1),
             "retire": In(1),
@@ -545,7 +546,7 @@ class CreditGate(wiring.Component):
         for k in range(self.queues):
             total = Signal(range(2 * self.depth + 4), name=f"total{k}")
             m.d.sync += total.eq(inflight + self.queued[k])
-            ok.append(total <= self.depth - self.MARGIN)
+            ok.append(total <= self.depth - self.margin)
         ready = Signal(init=1)                  # empty after reset
         m.d.sync += ready.eq(Cat(*ok).all())
         m.d.comb += self.ready.eq(ready)
@@ -578,6 +579,12 @@ class WordPacker(wiring.Component):
     Throughput: one beat per clock while the sinks are ready.
     """
 
+    #: Queue depth (None: :func:`queue_depth` of the pipeline) and credit margin (None:
+    #: :attr:`CreditGate.MARGIN`); class attributes so that a formal harness can build smaller
+    #: or deliberately broken variants (docs/verification.md).
+    QUEUE_DEPTH: int | None = None
+    GATE_MARGIN: int | None = None
+
     def __init__(self, p: HwParams):
         self.p = p
         super().__init__({
@@ -590,9 +597,9 @@ class WordPacker(wiring.Component):
         m = Module()
         p = self.p
         m.submodules.cat = cat = RecordConcat(p)
-        depth = queue_depth(1 + cat.latency + BitAccumulator.latency_of(p))
+        depth = self.QUEUE_DEPTH or queue_depth(1 + cat.latency + BitAccumulator.latency_of(p))
         m.submodules.accum = acc = BitAccumulator(p, depth)
-        m.submodules.gate = gate = CreditGate(depth, 2)
+        m.submodules.gate = gate = CreditGate(depth, 2, self.GATE_MARGIN)
         wiring.connect(m, cat.o, acc.i)
         wiring.connect(m, wiring.flipped(self.words), acc.words)
         wiring.connect(m, wiring.flipped(self.lens), acc.lens)

@@ -97,6 +97,20 @@ PROOFS = [
        kwargs={"out_depth": 4, "margin": 1},
        what="the same with one credit too many (margin 1; output FIFO of 4 to keep the trace short): "
             "must FAIL on the overflow assertion"),
+    _P("wordpack_credit_n2", "packer_credit", "prove", 16, lanes=2, block=4, kwargs={"unit": "wordpacker"},
+       what="WordPacker's word/length queues and pending word never overflow, unbounded: CreditGate's "
+            "count = beats in flight (shadow line), in-flight + queued bounded; any beats, any sinks"),
+    _P("wordpack_credit_broken_fails", "packer_credit", "bmc", 30, lanes=2, block=2, expect="FAIL",
+       kwargs={"unit": "wordpacker", "depth": 8, "margin": 1},
+       what="WordPacker with one credit too many (margin 1; queues of 8, one block per beat, to keep the "
+            "trace short): must FAIL on a queue overflow assertion"),
+    _P("packer_credit_n2", "packer_credit", "prove", 24, lanes=2, block=4,
+       what="Packer: the word, length and status queues and the pending word never overflow, "
+            "unbounded (the CreditGate invariants); any cfg, any AXI4-Stream input, any sinks"),
+    _P("packer_credit_n1", "packer_credit", "prove", 24, lanes=1, block=2,
+       what="as packer_credit_n2, N = 1, B = 2"),
+    _P("unpacker_ofifo_n1", "unpacker_ofifo", "prove", 14, lanes=1, block=2,
+       what="as unpacker_ofifo_n2, N = 1, B = 2"),
     _P("packer_axis_n2", "packer_axis", "bmc", 24, lanes=2, block=4,
        what="Packer m_axis/m_len (and m_status) obey AXI4-Stream, any cfg"),
     _P("packer_axis_n1", "packer_axis", "bmc", 24, lanes=1, block=2,

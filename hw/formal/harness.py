@@ -307,6 +307,105 @@ def unpacker_ofifo(p: HwParams, out_depth: int | None = None, margin: int | None
     return frag, {"unit": "Unpacker (output FIFO)", "params": p}
 
 
+def _lutqueue_entries(d: Fragment, path: str):
+    """Entries held by a :class:`sfp.hw.wordpack.LutQueue` at ``path``: its FIFO's level plus its
+    output register; and the FIFO's write strobe and ready (to state "never written while full")."""
+    return (tap(d, f"{path}/fifo", "level") + tap(d, path, "r_rdy"),
+            tap(d, f"{path}/fifo", "w_en"), tap(d, f"{path}/fifo", "w_rdy"))
+
+
+def _packer_credit(m: Module, d: Fragment, p: HwParams, depth: int, margin: int, lat: int,
+                   front_lat: int | None):
+    """The credit invariants of the plain packer's queues behind its :class:`CreditGate`
+    (``d``: the fragment that holds ``gate`` and ``accum``, and ``status_q`` when ``front_lat``
+    is given: the clocks from an accepted beat to the front end's output, where the status
+    queue is written).
+
+    Every accepted beat (``gate.fire``) retires (``gate.retire``) exactly ``lat`` clocks later
+    (a shadow line, as in :func:`unpacker_ofifo`), so the gate's ``inflight`` is the shadow's
+    beat count.  Each queue's counter that the gate reads is its entries (words: the word
+    queue plus the pending word).  The gate admits a beat only if in-flight + queued was at
+    most ``depth - margin`` two clocks before; since then at most 3 beats were admitted, each
+    adds at most one entry per queue, and the words of a run of beats exceed its beats by at
+    most one (the carried partial word), so in-flight + words <= depth - margin + 4 and
+    in-flight + lengths <= depth - margin + 3.  The status queue is written at the front end,
+    before a beat retires: for it the bound holds for the beats not yet past the front end.
+    With those, no queue is written while full and the pending word never has to hold two."""
+    gate_fire, gate_retire = tap(d, "gate", "fire"), tap(d, "gate", "retire")
+    inflight = tap(d, "gate", "inflight")
+    line = _shadow_line(m, gate_fire, lat, "fire")
+    words_q, lens_q = tap(d, "accum", "words_queued"), tap(d, "accum", "lens_queued")
+    pend_v = tap(d, "accum", "pend_v")
+    w_ent, w_en, w_rdy = _lutqueue_entries(d, "accum/wq")
+    l_ent, l_en, l_rdy = _lutqueue_entries(d, "accum/lq")
+    top = depth - margin
+    from ..wordpack import BitAccumulator
+    f_at = lat - BitAccumulator.latency_of(p) + 1   # shadow stage of a beat in the accumulator's first stage
+    m.d.comb += [
+        Assert(gate_retire == line[-1], "credit: a retire not L clocks after its beat (latency changed?)"),
+        Assert(inflight == _popcount(line), "credit: in-flight count != beats in the pipeline"),
+        Assert(words_q == w_ent + pend_v, "credit: word count != word queue + pending word"),
+        Assert(lens_q == l_ent, "credit: length count != length queue"),
+        Assert(inflight + words_q <= top + 4, "credit: in-flight + words above depth - margin + 4"),
+        # a block's length is written at the accumulator's first stage, before its beat retires
+        Assert(~l_en | line[f_at], "credit: a length written with no beat at the accumulator's first stage"),
+        Assert(_popcount(line[:f_at + 1]) + lens_q <= top + 3,
+               "credit: beats before the accumulator + lengths above depth - margin + 3"),
+        Assert(~w_en | w_rdy, "word queue overflow (written while full)"),
+        Assert(~l_en | l_rdy, "length queue overflow (written while full)"),
+        Assert(~tap(d, "accum", "overflow"), "word/length queue or pending word overflow"),
+    ]
+    if front_lat is not None:
+        s_q = tap(d, "status_q", "queued")
+        hf_v = tap(d, "status_q", "hf_v")
+        f_ent, f_en, f_rdy = _lutqueue_entries(d, "status_q/fq")
+        before = _popcount(line[:front_lat])
+        m.d.comb += [
+            Assert(tap(d, "status_q", "beat__valid") == line[front_lat - 1],
+                   "credit: a front-end beat not at its latency (latency changed?)"),
+            Assert(s_q == f_ent + hf_v, "credit: status count != status queue + head"),
+            Assert(before + s_q <= top + 3, "credit: beats before the front end + status entries too many"),
+            Assert(~f_en | f_rdy, "status queue overflow (written while full)"),
+        ]
+
+
+def packer_credit(p: HwParams, unit: str = "packer", depth: int | None = None, margin: int | None = None):
+    """The plain packer's credit-gated queues never overflow, unbounded (k-induction), for any
+    cfg (refusals included), any AXI4-Stream input, any sinks (see :func:`_packer_credit`).
+    ``unit="wordpacker"``: :class:`WordPacker` alone (records in).  ``depth``/``margin`` build a
+    variant (a subclass) with another queue depth or credit margin."""
+    from ..lane import DECODE_LATENCY, quantizer_latency
+    from ..packer import Packer
+    from ..wordpack import BitAccumulator, CreditGate, RecordConcat, WordPacker, queue_depth
+
+    base = WordPacker if unit == "wordpacker" else Packer
+    cls = base
+    if depth is not None or margin is not None:
+        cls = type(base.__name__ + "Variant", (base,), {"QUEUE_DEPTH": depth, "GATE_MARGIN": margin})
+    m = Module()
+    m.submodules.dut = dut = cls(p)
+    _no_reset(m)
+    ib = dut.s_axis if unit != "wordpacker" else dut.i
+    stream_rules(m, ib.valid, ib.ready, ib.payload, role="assume", name="in")
+    acc_lat = BitAccumulator.latency_of(p)
+    cat_lat = RecordConcat.latency_of(p)
+    if unit == "wordpacker":
+        m.d.comb += [Assume(ib.payload.count <= p.lanes), Assume(ib.payload.v <= p.max_value_bits)]
+        qd = depth or queue_depth(1 + cat_lat + acc_lat)
+        lat, front = cat_lat + acc_lat, None
+    else:
+        qd = depth or queue_depth(dut.latency)
+        # the front end registers the accepted beat twice before its decode and quantizer stages
+        lat = dut.latency
+        front = 2 + DECODE_LATENCY + quantizer_latency(p)
+    frag = Fragment.get(m, "formal")
+    d = frag.find_subfragment("dut")
+    m2 = Module()
+    _packer_credit(m2, d, p, qd, CreditGate.MARGIN if margin is None else margin, lat, front)
+    frag.add_subfragment(Fragment.get(m2, "formal"), "credit")
+    return frag, {"unit": base.__name__ + " (credit-gated queues)", "params": p}
+
+
 # -- covers --------------------------------------------------------------------------
 
 
@@ -618,4 +717,5 @@ HARNESSES = {
     "unpacker_live": unpacker_live,
     "reset_outputs": reset_outputs,
     "unpacker_ofifo": unpacker_ofifo,
+    "packer_credit": packer_credit,
 }
