@@ -185,8 +185,11 @@ def regfifo_env(p: HwParams, broken: bool = False):
 # -- AXI4-Stream rules on the whole units ------------------------------------------
 
 
-def packer_axis(p: HwParams):
-    """Packer: m_axis and m_len obey AXI4-Stream for any cfg and any AXI4-Stream input."""
+def packer_axis(p: HwParams, queues: bool = True):
+    """Packer: m_axis and m_len obey AXI4-Stream for any cfg and any AXI4-Stream input.
+    ``queues=False`` leaves out the accumulator's overflow assertion (proved on its own by
+    :func:`packer_credit`; not inductive without the credit invariants), for the k-induction
+    proof of the stream rules alone."""
     from ..packer import Packer
 
     m = Module()
@@ -197,13 +200,16 @@ def packer_axis(p: HwParams):
     stream_rules(m, dut.m_len.valid, dut.m_len.ready, dut.m_len.payload, role="assert", name="m_len")
     _status_stream(m, dut, "assert")
     frag = Fragment.get(m, "formal")
-    if not p.gecko:
+    if not p.gecko and queues:
         frag.add_statements("comb", *_accum_invariants(frag.find_subfragment("dut"), "accum"))
     return frag, {"unit": "Packer", "params": p}
 
 
-def unpacker_axis(p: HwParams):
-    """Unpacker: m_axis obeys AXI4-Stream for any cfg and any AXI4-Stream input words."""
+def unpacker_axis(p: HwParams, queues: bool = True):
+    """Unpacker: m_axis obeys AXI4-Stream for any cfg and any AXI4-Stream input words.
+    ``queues=False`` leaves out the word ring and output FIFO assertions (proved on their own
+    by :func:`cutter_ring` and :func:`unpacker_ofifo`), for the k-induction proof of the
+    stream rules alone."""
     from ..unpacker import Unpacker
 
     m = Module()
@@ -217,7 +223,7 @@ def unpacker_axis(p: HwParams):
     # Elaborated for platform "formal": Amaranth's SyncFIFO then asserts its own
     # pointer/level invariants (which also make the stream rules inductive).
     frag = Fragment.get(m, "formal")
-    if not p.gecko:
+    if not p.gecko and queues:
         frag.add_statements("comb", *_unpacker_invariants(frag, p))
     return frag, {"unit": "Unpacker", "params": p}
 
