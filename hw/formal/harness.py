@@ -333,10 +333,13 @@ def _packer_credit(m: Module, d: Fragment, p: HwParams, depth: int, margin: int,
     queue plus the pending word).  The gate admits a beat only if in-flight + queued was at
     most ``depth - margin`` two clocks before; since then at most 3 beats were admitted, each
     adds at most one entry per queue, and the words of a run of beats exceed its beats by at
-    most one (the carried partial word), so in-flight + words <= depth - margin + 4 and
-    in-flight + lengths <= depth - margin + 3.  The status queue is written at the front end,
-    before a beat retires: for it the bound holds for the beats not yet past the front end.
-    With those, no queue is written while full and the pending word never has to hold two."""
+    most one (the carried partial word), so in-flight + words <= depth - margin + 4.  The
+    length and status queues are written before a beat retires (at the accumulator's first
+    stage, at the front end's output): for them (beats not yet past that point) + entries <=
+    depth - margin + 3.  With those, no queue is written while full and the pending word never
+    has to hold two.  k-induction needs a depth above ``lat`` (the shadow line refills) plus
+    the accumulator's stages (so that the word counts in flight come from its fill register
+    rather than from arbitrary pipeline contents)."""
     gate_fire, gate_retire = tap(d, "gate", "fire"), tap(d, "gate", "retire")
     inflight = tap(d, "gate", "inflight")
     line = _shadow_line(m, gate_fire, lat, "fire")
@@ -508,15 +511,19 @@ def _supported(m: Module, p: HwParams, cfg):
     m.d.comb += Assume(cfg_supported(p, cfg))
 
 
-def roundtrip(p: HwParams, length: int = 5, tensors: int = 2, cover: bool = False, fixed: bool = True):
+def roundtrip(p: HwParams, length: int = 5, tensors: int = 2, cover: bool = False, fixed: bool = True,
+              lengths: tuple | None = None):
     """Packer -> Unpacker (words straight across) for symbolic values and a symbolic, supported,
-    held cfg: ``tensors`` tensors of ``length`` values back to back come out as exactly the
-    lanes' quantized values (``Dequantizer(Quantizer(x))`` of the same cfg, computed beside the
-    units), with ``keep``/``last`` as specified and no extra beat.  With ``cover=True`` the
-    proof instead covers the last beat of the last tensor coming out (non-vacuity, and the
-    depth the bounded check needs).  ``fixed=True`` fixes the cfg at m = 3, e = 4, sign, exp_base
-    120, specials, rne (the values stay symbolic): with a symbolic cfg the pipelined units are too
-    slow for the solver at the depth needed."""
+    held cfg: tensors of ``lengths`` values (default ``tensors`` tensors of ``length``) back to
+    back come out as exactly the lanes' quantized values (``Dequantizer(Quantizer(x))`` of the
+    same cfg, computed beside the units), with ``keep``/``last`` as specified and no extra
+    beat.  With ``cover=True`` the proof instead covers the last beat of the last tensor coming
+    out (non-vacuity, and the depth the bounded check needs: the bounded check covers the
+    whole run when its depth exceeds the step of that cover).  ``fixed=True`` fixes the cfg at
+    m = 3, e = 4, sign, exp_base 120, specials, rne (the values stay symbolic): with a symbolic
+    cfg the pipelined units are too slow for the solver at the depth needed.  The packer does
+    not read ``cfg.length`` (``last`` ends a tensor); the unpacker's ``cfg.length`` is the
+    length of the tensor whose first word it is offered."""
     from amaranth.lib import data
 
     from ..lane import Dequantizer, Quantizer
@@ -524,17 +531,26 @@ def roundtrip(p: HwParams, length: int = 5, tensors: int = 2, cover: bool = Fals
     from ..unpacker import Unpacker
 
     n, sw = p.lanes, p.src.width
-    k = -(-length // n)                       # beats per tensor
-    tail = length - (k - 1) * n
-    total = k * tensors
+    lengths = tuple(lengths) if lengths else (length,) * tensors
+    ks = [-(-ln // n) for ln in lengths]                  # beats per tensor
+    tails = [ln - (k - 1) * n for ln, k in zip(lengths, ks)]
+    total = sum(ks)
+    nt = len(lengths)
     m = Module()
     m.submodules.pk = pk = Packer(p)
     m.submodules.up = up = Unpacker(p)
     _no_reset(m)
     cfg = _held_cfg(m)
     _supported(m, p, cfg)
-    m.d.comb += [Assume(cfg.length == length), Assume(cfg.gecko == 0),
-                 pk.cfg.eq(cfg), up.cfg.eq(cfg)]
+    m.d.comb += [Assume(cfg.length == lengths[0]), Assume(cfg.gecko == 0), pk.cfg.eq(cfg)]
+    # the unpacker's cfg: the held one, with the length of the tensor at its input
+    ut = Signal(range(nt + 1))                # tensors whose last word the unpacker took
+    ulen = lengths[-1]
+    for i in reversed(range(nt - 1)):
+        ulen = Mux(ut == i, lengths[i], ulen)
+    m.d.comb += [up.cfg.eq(cfg), up.cfg.length.eq(ulen)]
+    with m.If(up.s_axis.valid & up.s_axis.ready & up.s_axis.payload.last):
+        m.d.sync += ut.eq(ut + 1)
     if fixed:
         _fix_cfg(m, cfg, man_bits=min(3, p.max_man_bits), exp_bits=min(4, p.max_exp_bits), sign=1,
                  exp_base=120, specials=1, rounding=0)
@@ -547,16 +563,21 @@ def roundtrip(p: HwParams, length: int = 5, tensors: int = 2, cover: bool = Fals
     sa = pk.s_axis
     stream_rules(m, sa.valid, sa.ready, sa.payload, role="assume", name="s_axis")
     beat = Signal(range(total + 1))           # beats accepted so far
-    inb = Signal(range(k))                    # beat within its tensor
+    inb = Signal(range(max(ks)))              # beat within its tensor
+    ti = Signal(range(nt + 1))                # tensor of the next input beat
+    k_now, tail_now = ks[-1], tails[-1]
+    for i in reversed(range(nt - 1)):
+        k_now, tail_now = Mux(ti == i, ks[i], k_now), Mux(ti == i, tails[i], tail_now)
     fire = sa.valid & sa.ready
+    is_last = inb == k_now - 1
     m.d.comb += [
-        Assume(sa.payload.last == (inb == k - 1)),
+        Assume(sa.payload.last == is_last),
         Assume(~sa.valid | (beat < total)),
     ]
     with m.If(sa.payload.last):
-        m.d.comb += Assume(sa.payload.keep == (1 << tail) - 1)
+        m.d.comb += Assume(sa.payload.keep == (1 << tail_now) - 1)
     with m.If(fire):
-        m.d.sync += [beat.eq(beat + 1), inb.eq(Mux(inb == k - 1, 0, inb + 1))]
+        m.d.sync += [beat.eq(beat + 1), inb.eq(Mux(is_last, 0, inb + 1)), ti.eq(ti + is_last)]
 
     # the scoreboard: each accepted beat's expected output beat
     layout = data.StructLayout({"data": n * sw, "keep": n, "last": 1})
@@ -567,13 +588,13 @@ def roundtrip(p: HwParams, length: int = 5, tensors: int = 2, cover: bool = Fals
         m.submodules[f"q{j}"], m.submodules[f"dq{j}"] = q, dq
         m.d.comb += [q.value.eq(sa.payload.data[j]), q.cfg.eq(cfg), q.rnd.eq(0),
                      dq.fields.eq(q.fields), dq.cfg.eq(cfg)]
-        lane_on = ~sa.payload.last | (j < tail)
+        lane_on = ~sa.payload.last | (j < tail_now)
         exp_data.append(Mux(lane_on, dq.value, 0))
     with m.If(fire):
         for i in range(total):
             with m.If(beat == i):
                 m.d.sync += [board[i].data.eq(Cat(*exp_data)),
-                             board[i].keep.eq(Mux(sa.payload.last, (1 << tail) - 1, (1 << n) - 1)),
+                             board[i].keep.eq(Mux(sa.payload.last, (1 << tail_now) - 1, (1 << n) - 1)),
                              board[i].last.eq(sa.payload.last)]
     out = Signal(range(total + 1))            # beats out so far
     ma = up.m_axis
