@@ -152,6 +152,12 @@ PROOFS = [
     _P("reset_unpacker_n2", "reset_outputs", "prove", 3, fast=True, lanes=2, block=4,
        kwargs={"which": "unpacker"},
        what="one clock of rst from any state: no unpacker output valid, status clear"),
+    # The round trip needs 42 steps (0-41): roundtrip_cover reaches the last output beat (the
+    # second tensor's only beat) in step 41, after the packer's and the unpacker's latencies
+    # (about 38 clocks) and the three beats.  N = 1, B = 1 and tensors of 2 and 1 values are the
+    # smallest build and stream with two blocks (the first tensor's) and a tensor boundary; N = 2
+    # needed 44 steps and did not finish.  roundtrip_early checks steps 0-29 and roundtrip steps
+    # 28-41 (same unrolling, `skip 28`), so together every step to 41 is checked: depth 42.
     _P("roundtrip_cover", "roundtrip", "cover", 44, lanes=1, block=1, kwargs={"cover": True, "lengths": (2, 1)},
        what="non-vacuity of the round trip: the last beat of the second tensor comes out (step 41)"),
     _P("roundtrip_early", "roundtrip", "bmc", 30, lanes=1, block=1, kwargs={"lengths": (2, 1)},
