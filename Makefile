@@ -105,8 +105,8 @@ board: venv
 
 # Formal proofs (docs/verification.md): every proof, with its time; the fast
 # ones also run in `make test` (tests/test_formal.py).  FORMAL_TIMEOUT is per
-# proof (seconds); the bounded checks of the pipelined units can run into it.
-FORMAL_TIMEOUT ?= 1800
+# proof (seconds); the deep round trip (`roundtrip`) alone takes about 31 min here.
+FORMAL_TIMEOUT ?= 3600
 .PHONY: formal
 formal: venv
 	$(VPY) -m sfp.synth.formal --timeout $(FORMAL_TIMEOUT)

@@ -339,7 +339,7 @@ class StatusQueue(wiring.Component):
         # each half is first taken into a head register, so that the join is
         # decided from registers only (no path from a queue's level through
         # the join back into the queues' pointers)
-        hf_v, hw_v = Signal(), Signal()
+        hf_v, hw_v = Signal(name="hf_v"), Signal(name="hw_v")
         hf = Signal(front)
         hw = Signal(32)
         join = hf_v & (hf.unsupported | hw_v)
@@ -435,6 +435,12 @@ class Packer(wiring.Component):
     ``tests/test_hw_gecko_rate.py`` and ``test_gecko_throughput``).
     """
 
+    #: Queue depth (None: :func:`sfp.hw.wordpack.queue_depth` of the pipeline) and credit
+    #: margin (None: :attr:`sfp.hw.wordpack.CreditGate.MARGIN`); class attributes so that a
+    #: formal harness can build smaller or deliberately broken variants (docs/verification.md).
+    QUEUE_DEPTH: int | None = None
+    GATE_MARGIN: int | None = None
+
     def __init__(self, p: HwParams):
         if p.gecko:
             from .gecko_common import check_gecko_params
@@ -475,7 +481,7 @@ class Packer(wiring.Component):
             from .gecko_stage import GeckoWordPacker
             m.submodules.rec = rec = RecordFormer(p)
             wiring.connect(m, fe.o, rec.i)
-            depth = queue_depth(fe.latency + RecordFormer.latency + 2)
+            depth = self.QUEUE_DEPTH or queue_depth(fe.latency + RecordFormer.latency + 2)
             m.submodules.gecko = gk = GeckoWordPacker(p, depth)
             rb = rec.o.payload
             rcfg = delay(m, fe.o.payload.cfg, RecordFormer.latency, "gk_cfg")
@@ -500,7 +506,7 @@ class Packer(wiring.Component):
         else:
             m.submodules.rec = rec = RecordFormer(p)
             m.submodules.cat = cat = RecordConcat(p)
-            depth = queue_depth(self.latency)
+            depth = self.QUEUE_DEPTH or queue_depth(self.latency)
             m.submodules.accum = acc = BitAccumulator(p, depth)
             wiring.connect(m, fe.o, rec.i)
             wiring.connect(m, rec.o, cat.i)
@@ -526,7 +532,8 @@ class Packer(wiring.Component):
         queued.append(sq.queued)
         depths.append(sq_depth)
 
-        m.submodules.gate = gate = CreditGate(depth, len(queued), depths=depths if p.gecko else None)
+        m.submodules.gate = gate = CreditGate(depth, len(queued), depths=depths if p.gecko else None,
+                                              margin=self.GATE_MARGIN)
         m.d.comb += [
             fe.accept.eq(gate.ready),
             gate.fire.eq(fire),

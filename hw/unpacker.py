@@ -109,6 +109,15 @@ class Unpacker(wiring.Component):
     tensor is refused (no beat, a status entry).
     """
 
+    #: Output FIFO depth and the credit margin: a beat is issued only while fewer than
+    #: ``OUT_DEPTH - ROOM_MARGIN`` beats are in flight or queued.  ``room`` is registered from
+    #: the count of the clock before, and an issued beat is counted one clock after the
+    #: decision, so at most ``OUT_DEPTH - ROOM_MARGIN + 2`` are ever held (proved by
+    #: k-induction, docs/verification.md): a margin of 2 would do.  Class attributes so that a
+    #: formal harness can build a deliberately broken variant.
+    OUT_DEPTH = OUT_DEPTH
+    ROOM_MARGIN = 5
+
     def __init__(self, p: HwParams):
         members = {
             "s_axis": In(stream.Signature(word_layout(p))),
@@ -130,20 +139,21 @@ class Unpacker(wiring.Component):
         layout = value_beat_layout(p)
 
         m.submodules.lanes = lanes = DequantLanes(p)
-        m.submodules.ofifo = ofifo = LutQueue(layout.size, OUT_DEPTH - 1)     # holds OUT_DEPTH
+        out_depth = self.OUT_DEPTH
+        m.submodules.ofifo = ofifo = LutQueue(layout.size, out_depth - 1)     # holds out_depth
         m.submodules.sfifo = sfifo = fifo.SyncFIFOBuffered(width=status_layout().size, depth=STATUS_DEPTH)
 
         # credits: beats issued and not yet read from the output FIFO
-        inflight = Signal(range(OUT_DEPTH + 1))
+        inflight = Signal(range(out_depth + 1))
         issued = Signal()                     # a beat left the issuing stage (registered there)
-        nxt_inflight = Signal(range(OUT_DEPTH + 2))
+        nxt_inflight = Signal(range(out_depth + 2))
         m.d.comb += nxt_inflight.eq(inflight + issued - (self.m_axis.valid & self.m_axis.ready))
         m.d.sync += inflight.eq(nxt_inflight)
         # registered, and compared with the count's current value (not its next one: the
         # add-then-compare was the critical path at 124.3 MHz); the margin of 5 covers the
         # beats decided in the clocks before they are counted
         room = Signal()
-        m.d.sync += room.eq(inflight < OUT_DEPTH - 5)
+        m.d.sync += room.eq(inflight < out_depth - self.ROOM_MARGIN)
 
         if p.gecko:
             fields, status = self._gecko_front(m, room, issued)

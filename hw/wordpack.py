@@ -668,13 +668,14 @@ class CreditGate(wiring.Component):
 
     MARGIN = 6
 
-    def __init__(self, depth: int, queues: int = 1, weights=None, depths=None):
+    def __init__(self, depth: int, queues: int = 1, weights=None, depths=None, margin: int | None = None):
         self.depth = depth
         self.queues = queues
         self.weights = [1] * queues if weights is None else list(weights)
         self.depths = [depth] * queues if depths is None else list(depths)
         assert len(self.weights) == queues and len(self.depths) == queues
         self.max_depth = max(self.depths)
+        self.margin = self.MARGIN if margin is None else margin
         super().__init__({
             "fire": In(1),
             "retire": In(1),
@@ -692,7 +693,7 @@ class CreditGate(wiring.Component):
             total = Signal(range((w + 1) * self.max_depth + 4) if w != 1 else range(2 * self.max_depth + 4),
                            name=f"total{k}")
             m.d.sync += total.eq((inflight * w if w != 1 else inflight) + self.queued[k])
-            ok.append(total <= d - w * self.MARGIN)
+            ok.append(total <= d - w * self.margin)
         ready = Signal(init=1)                  # empty after reset
         m.d.sync += ready.eq(Cat(*ok).all())
         m.d.comb += self.ready.eq(ready)
@@ -725,6 +726,12 @@ class WordPacker(wiring.Component):
     Throughput: one beat per clock while the sinks are ready.
     """
 
+    #: Queue depth (None: :func:`queue_depth` of the pipeline) and credit margin (None:
+    #: :attr:`CreditGate.MARGIN`); class attributes so that a formal harness can build smaller
+    #: or deliberately broken variants (docs/verification.md).
+    QUEUE_DEPTH: int | None = None
+    GATE_MARGIN: int | None = None
+
     def __init__(self, p: HwParams):
         self.p = p
         super().__init__({
@@ -737,9 +744,9 @@ class WordPacker(wiring.Component):
         m = Module()
         p = self.p
         m.submodules.cat = cat = RecordConcat(p)
-        depth = queue_depth(1 + cat.latency + BitAccumulator.latency_of(p))
+        depth = self.QUEUE_DEPTH or queue_depth(1 + cat.latency + BitAccumulator.latency_of(p))
         m.submodules.accum = acc = BitAccumulator(p, depth)
-        m.submodules.gate = gate = CreditGate(depth, 2)
+        m.submodules.gate = gate = CreditGate(depth, 2, margin=self.GATE_MARGIN)
         wiring.connect(m, cat.o, acc.i)
         wiring.connect(m, wiring.flipped(self.words), acc.words)
         wiring.connect(m, wiring.flipped(self.lens), acc.lens)

@@ -90,6 +90,46 @@ PROOFS = [
     _P("cutter_ring_loose_fails", "cutter_ring", "prove", 6, fast=True, lanes=2, block=4, expect="FAIL",
        kwargs={"loose": True},
        what="the same without the sequencer's pops <= 1 + need2 contract: must FAIL (underflow)"),
+    _P("unpacker_ofifo_n2", "unpacker_ofifo", "prove", 14, fast=True, lanes=2, block=4,
+       what="Unpacker's credit-managed output FIFO never overflows, unbounded: credits = beats in "
+            "flight (shadow line) + level, credits <= depth - margin + 2; any cfg, words, sinks"),
+    _P("unpacker_ofifo_broken_fails", "unpacker_ofifo", "bmc", 40, fast=True, lanes=2, block=4, expect="FAIL",
+       kwargs={"out_depth": 4, "margin": 1},
+       what="the same with one credit too many (margin 1; output FIFO of 4 to keep the trace short): "
+            "must FAIL on the overflow assertion"),
+    _P("wordpack_credit_n2", "packer_credit", "prove", 16, fast=True, lanes=2, block=4, kwargs={"unit": "wordpacker"},
+       what="WordPacker's word/length queues and pending word never overflow, unbounded: CreditGate's "
+            "count = beats in flight (shadow line), in-flight + queued bounded; any beats, any sinks"),
+    _P("wordpack_credit_broken_fails", "packer_credit", "bmc", 30, fast=True, lanes=2, block=2, expect="FAIL",
+       kwargs={"unit": "wordpacker", "depth": 8, "margin": 1},
+       what="WordPacker with one credit too many (margin 1; queues of 8, one block per beat, to keep the "
+            "trace short): must FAIL on a queue overflow assertion"),
+    _P("packer_credit_n2", "packer_credit", "prove", 24, lanes=2, block=4,
+       what="Packer: the word, length and status queues and the pending word never overflow, "
+            "unbounded (the CreditGate invariants); any cfg, any AXI4-Stream input, any sinks"),
+    _P("packer_credit_n1", "packer_credit", "prove", 24, lanes=1, block=2,
+       what="as packer_credit_n2, N = 1, B = 2"),
+    _P("unpacker_ofifo_n1", "unpacker_ofifo", "prove", 14, lanes=1, block=2,
+       what="as unpacker_ofifo_n2, N = 1, B = 2"),
+    _P("packer_axis_prove_n2", "packer_axis", "prove", 4, fast=True, lanes=2, block=4, kwargs={"queues": False},
+       what="Packer m_axis/m_len/m_status obey AXI4-Stream, unbounded (k-induction), any cfg and input"),
+    _P("unpacker_axis_prove_n2", "unpacker_axis", "prove", 4, fast=True, lanes=2, block=4, kwargs={"queues": False},
+       what="Unpacker m_axis/m_status obey AXI4-Stream, unbounded (k-induction), any cfg and words"),
+    _P("packer_axis_prove_n1", "packer_axis", "prove", 4, lanes=1, block=2, kwargs={"queues": False},
+       what="as packer_axis_prove_n2, N = 1, B = 2"),
+    _P("unpacker_axis_prove_n1", "unpacker_axis", "prove", 4, lanes=1, block=2, kwargs={"queues": False},
+       what="as unpacker_axis_prove_n2, N = 1, B = 2"),
+    _P("gecko_packer_axis_prove_n2", "packer_axis", "prove", 4, fast=True, lanes=2, block=16, gecko=True, group=8,
+       kwargs={"queues": False},
+       what="Gecko build: Packer m_axis/m_len/m_status obey AXI4-Stream, k-induction, any cfg and input"),
+    _P("gecko_unpacker_axis_prove_n2", "unpacker_axis", "prove", 4, fast=True, lanes=2, block=16, gecko=True, group=8,
+       kwargs={"queues": False},
+       what="Gecko build: Unpacker m_axis/m_status obey AXI4-Stream, k-induction, any cfg, words, s_len"),
+    _P("gecko_packer_credit_n2", "packer_credit", "prove", 14, lanes=2, block=16, gecko=True, group=8,
+       what="Gecko build: the queue in front of GeckoEncoder and the status queue never overflow, "
+            "unbounded (CreditGate invariants; no encoder-internal name tapped)"),
+    _P("gecko_unpacker_ofifo_n2", "unpacker_ofifo", "prove", 8, lanes=2, block=16, gecko=True, group=8,
+       what="Gecko build: the Unpacker's output FIFO never overflows, unbounded (as unpacker_ofifo_n2)"),
     _P("packer_axis_n2", "packer_axis", "bmc", 24, lanes=2, block=4,
        what="Packer m_axis/m_len (and m_status) obey AXI4-Stream, any cfg"),
     _P("packer_axis_n1", "packer_axis", "bmc", 24, lanes=1, block=2,
@@ -103,18 +143,28 @@ PROOFS = [
        what="reachable: block end, tensor end, refusal"),
     _P("unpacker_cover_n2", "unpacker_cover", "cover", 28, fast=True, lanes=2, block=4,
        what="reachable: tensor end, refusal (and error flags on m_status when present)"),
+    _P("gecko_packer_cover_n2", "packer_cover", "cover", 40, lanes=2, block=16, gecko=True, group=8,
+       what="Gecko build, reachable: a block end inside a tensor (m_len), a tensor end, a refusal"),
+    _P("gecko_unpacker_cover_n2", "unpacker_cover", "cover", 40, lanes=2, block=16, gecko=True, group=8,
+       what="Gecko build, reachable: a tensor end, a refusal, a length error and a corrupt stream on m_status"),
     _P("reset_packer_n2", "reset_outputs", "prove", 3, fast=True, lanes=2, block=4, kwargs={"which": "packer"},
        what="one clock of rst from any state: no packer output valid, status clear"),
     _P("reset_unpacker_n2", "reset_outputs", "prove", 3, fast=True, lanes=2, block=4,
        kwargs={"which": "unpacker"},
        what="one clock of rst from any state: no unpacker output valid, status clear"),
-    _P("roundtrip_n2_cover", "roundtrip", "cover", 48, lanes=2, block=2, kwargs={"cover": True, "length": 3},
-       what="non-vacuity of the round trip: the last beat of the second tensor comes out"),
-    _P("roundtrip_n2_early", "roundtrip", "bmc", 32, lanes=2, block=2, kwargs={"length": 3},
-       what="round trip, steps 0-31 checked (the deep run below skips them)"),
-    _P("roundtrip_n2", "roundtrip", "bmc", 44, lanes=2, block=2, kwargs={"length": 3}, skip=30,
-       what="round trip, 2 tensors x 3 values (2 blocks each, the second partial), symbolic values, "
-            "fixed cfg; steps 30-43"),
+    # The round trip needs 42 steps (0-41): roundtrip_cover reaches the last output beat (the
+    # second tensor's only beat) in step 41, after the packer's and the unpacker's latencies
+    # (about 38 clocks) and the three beats.  N = 1, B = 1 and tensors of 2 and 1 values are the
+    # smallest build and stream with two blocks (the first tensor's) and a tensor boundary; N = 2
+    # needed 44 steps and did not finish.  roundtrip_early checks steps 0-29 and roundtrip steps
+    # 28-41 (same unrolling, `skip 28`), so together every step to 41 is checked: depth 42.
+    _P("roundtrip_cover", "roundtrip", "cover", 44, lanes=1, block=1, kwargs={"cover": True, "lengths": (2, 1)},
+       what="non-vacuity of the round trip: the last beat of the second tensor comes out (step 41)"),
+    _P("roundtrip_early", "roundtrip", "bmc", 30, lanes=1, block=1, kwargs={"lengths": (2, 1)},
+       what="round trip, steps 0-29 checked (the deep run below skips them)"),
+    _P("roundtrip", "roundtrip", "bmc", 42, lanes=1, block=1, kwargs={"lengths": (2, 1)}, skip=28,
+       what="round trip: tensors of 2 and 1 values (N = 1, B = 1: two blocks, then a tensor boundary), "
+            "symbolic values, fixed cfg; steps 28-41 (the last beat is out in step 41)"),
     _P("unpacker_live_n2", "unpacker_live", "bmc", 16, lanes=2, block=4, max_man_bits=7, max_exp_bits=8,
        what="unpacker on arbitrary words/tlast and lengths 1..8 (16-bit records): no deadlock, "
             "ceil(length/N) beats per tensor, length_error iff words != sum L_b (with m_status)"),

@@ -1,9 +1,11 @@
-"""The fast formal proofs (SymbiYosys + z3, all from PyPI), in the default test suite.
+"""The fast formal proofs (SymbiYosys + yices, all from PyPI), in the default test suite.
 
 Each test writes the proof's ``.sby`` under ``build/formal/<name>`` and
 runs it (``sfp.synth.formal``); the result must be the expected one:
-PASS for the properties, FAIL for the deliberately broken FIFO (the
-checker has teeth).  ``make formal`` runs every proof, the slow ones too;
+PASS for the properties, FAIL for the deliberately broken variants (a FIFO
+whose full check is loosened, the word ring without its command contract,
+the unpacker's and the packer's credit gates with one credit too many: the
+checker has teeth), and those must fail on the overflow/underflow assertion.  ``make formal`` runs every proof, the slow ones too;
 docs/verification.md lists them with their times.
 """
 
@@ -24,7 +26,9 @@ def test_proof(proof):
         f"{r.summary}\n(log: {r.workdir / 'run.log'})")
 
 
-@pytest.mark.parametrize("name,word", [("regfifo_broken_fails", "overflow"), ("cutter_ring_loose_fails", "underflow")])
+@pytest.mark.parametrize("name,word", [("regfifo_broken_fails", "overflow"), ("cutter_ring_loose_fails", "underflow"),
+                                       ("unpacker_ofifo_broken_fails", "overflow"),
+                                       ("wordpack_credit_broken_fails", "overflow")])
 def test_broken_variant_fails_on_the_right_assertion(name, word):
     """A broken variant fails for the right reason: the overflow/underflow assertion, not another."""
     proof = next(p for p in PROOFS if p.name == name)

@@ -185,8 +185,11 @@ def regfifo_env(p: HwParams, broken: bool = False):
 # -- AXI4-Stream rules on the whole units ------------------------------------------
 
 
-def packer_axis(p: HwParams):
-    """Packer: m_axis and m_len obey AXI4-Stream for any cfg and any AXI4-Stream input."""
+def packer_axis(p: HwParams, queues: bool = True):
+    """Packer: m_axis and m_len obey AXI4-Stream for any cfg and any AXI4-Stream input.
+    ``queues=False`` leaves out the accumulator's overflow assertion (proved on its own by
+    :func:`packer_credit`; not inductive without the credit invariants), for the k-induction
+    proof of the stream rules alone."""
     from ..packer import Packer
 
     m = Module()
@@ -197,13 +200,16 @@ def packer_axis(p: HwParams):
     stream_rules(m, dut.m_len.valid, dut.m_len.ready, dut.m_len.payload, role="assert", name="m_len")
     _status_stream(m, dut, "assert")
     frag = Fragment.get(m, "formal")
-    if not p.gecko:
+    if not p.gecko and queues:
         frag.add_statements("comb", *_accum_invariants(frag.find_subfragment("dut"), "accum"))
     return frag, {"unit": "Packer", "params": p}
 
 
-def unpacker_axis(p: HwParams):
-    """Unpacker: m_axis obeys AXI4-Stream for any cfg and any AXI4-Stream input words."""
+def unpacker_axis(p: HwParams, queues: bool = True):
+    """Unpacker: m_axis obeys AXI4-Stream for any cfg and any AXI4-Stream input words.
+    ``queues=False`` leaves out the word ring and output FIFO assertions (proved on their own
+    by :func:`cutter_ring` and :func:`unpacker_ofifo`), for the k-induction proof of the
+    stream rules alone."""
     from ..unpacker import Unpacker
 
     m = Module()
@@ -217,7 +223,7 @@ def unpacker_axis(p: HwParams):
     # Elaborated for platform "formal": Amaranth's SyncFIFO then asserts its own
     # pointer/level invariants (which also make the stream rules inductive).
     frag = Fragment.get(m, "formal")
-    if not p.gecko:
+    if not p.gecko and queues:
         frag.add_statements("comb", *_unpacker_invariants(frag, p))
     return frag, {"unit": "Unpacker", "params": p}
 
@@ -227,6 +233,215 @@ def _status_stream(m, dut, role):
     if "m_status" in dut.signature.members:
         s = dut.m_status
         stream_rules(m, s.valid, s.ready, s.payload, role=role, name="m_status")
+
+
+# -- credit invariants: unbounded (k-induction) queue safety behind free-running pipelines -------
+
+
+def _shadow_line(m: Module, x, length: int, name: str):
+    """A harness copy of a fixed-latency pipeline's valid bits: ``x`` delayed by 1..``length``
+    clocks.  Returns the list of stages (stage ``length - 1`` is ``x`` of ``length`` clocks ago).
+
+    The units' datapaths are free-running (no enable), so a beat that enters at clock t leaves
+    at t + latency whatever else happens: asserting that the unit's own output valid equals the
+    shadow's last stage, and that its credit counter equals the shadow's beats plus the queue's
+    level, states the credit argument without naming a single internal pipeline register (only
+    the counter, the queue and the entry/exit strobes are tapped), so a rewrite of the pipeline
+    that keeps its latency keeps the proof; one that changes the latency fails it loudly.
+    k-induction needs a depth above ``length``: the shadow and the unit's pipeline start from
+    arbitrary (unrelated) contents and agree only once both have been refilled."""
+    stages = []
+    for i in range(length):
+        r = Signal(name=f"{name}_sh{i}")
+        m.d.sync += r.eq(x)
+        stages.append(r)
+        x = r
+    return stages
+
+
+def _popcount(bits):
+    total = 0
+    for b in bits:
+        total = total + b
+    return total
+
+
+def unpacker_ofifo(p: HwParams, out_depth: int | None = None, margin: int | None = None):
+    """The unpacker's credit-managed output FIFO (written with no back-pressure) never overflows,
+    for any cfg, any AXI4-Stream words (and block index), any ``m_axis``/``m_status`` sinks.
+
+    Inductive invariant (all asserted): a beat issued at clock t (``issued``) is written into
+    the output FIFO at exactly t + L (L = splitter + lanes latency, or the lanes' alone in the
+    Gecko build), tracked by a shadow delay line in the harness; the credit counter
+    ``inflight`` equals the beats in the shadow line plus the FIFO's level; and
+    ``inflight <= OUT_DEPTH - ROOM_MARGIN + 2`` (``room`` is registered from the count one
+    clock old, and an issued beat is counted one clock after its decision).  From these, no
+    write finds the FIFO full.  ``out_depth``/``margin`` build a variant of the unpacker
+    (a subclass) with another depth or margin: with a margin of 1 (one credit too many) the
+    proof must FAIL on the overflow assertion."""
+    from ..dequant import DEQUANT_LATENCY
+    from ..recsplit import splitter_latency
+    from ..unpacker import Unpacker
+
+    cls = Unpacker
+    if out_depth is not None or margin is not None:
+        cls = type("UnpackerVariant", (Unpacker,), {
+            "OUT_DEPTH": out_depth if out_depth is not None else Unpacker.OUT_DEPTH,
+            "ROOM_MARGIN": margin if margin is not None else Unpacker.ROOM_MARGIN})
+    depth, marg = cls.OUT_DEPTH, cls.ROOM_MARGIN
+    lat = DEQUANT_LATENCY + (0 if p.gecko else splitter_latency(p))
+    m = Module()
+    m.submodules.dut = dut = cls(p)
+    _no_reset(m)
+    stream_rules(m, dut.s_axis.valid, dut.s_axis.ready, dut.s_axis.payload, role="assume", name="s_axis")
+    if p.gecko:
+        stream_rules(m, dut.s_len.valid, dut.s_len.ready, dut.s_len.payload, role="assume", name="s_len")
+    frag = Fragment.get(m, "formal")
+    d = frag.find_subfragment("dut")
+    issued, inflight = tap(d, "", "issued"), tap(d, "", "inflight")
+    w_en, w_rdy, level = tap(d, "ofifo", "w_en"), tap(d, "ofifo", "w_rdy"), tap(d, "ofifo", "level")
+    m2 = Module()
+    line = _shadow_line(m2, issued, lat, "issued")
+    m2.d.comb += [
+        Assert(w_en == line[-1], "output FIFO: a write not L clocks after an issued beat (latency changed?)"),
+        Assert(inflight == level + _popcount(line), "output FIFO: credits != beats in flight + level"),
+        Assert(inflight <= depth - marg + 2, "output FIFO: more credits out than depth - margin + 2"),
+        Assert(~w_en | w_rdy, "output FIFO: overflow (a beat written while full)"),
+    ]
+    top = Fragment.get(m2, "formal")
+    frag.add_subfragment(top, "credit")
+    return frag, {"unit": "Unpacker (output FIFO)", "params": p}
+
+
+def _lutqueue_entries(d: Fragment, path: str):
+    """Entries held by a :class:`sfp.hw.wordpack.LutQueue` at ``path``: its FIFO's level plus its
+    output register; and the FIFO's write strobe and ready (to state "never written while full")."""
+    return (tap(d, f"{path}/fifo", "level") + tap(d, path, "r_rdy"),
+            tap(d, f"{path}/fifo", "w_en"), tap(d, f"{path}/fifo", "w_rdy"))
+
+
+def _packer_credit(m: Module, d: Fragment, p: HwParams, depth: int, margin: int, lat: int,
+                   front_lat: int | None):
+    """The credit invariants of the plain packer's queues behind its :class:`CreditGate`
+    (``d``: the fragment that holds ``gate`` and ``accum``, and ``status_q`` when ``front_lat``
+    is given: the clocks from an accepted beat to the front end's output, where the status
+    queue is written).
+
+    Every accepted beat (``gate.fire``) retires (``gate.retire``) exactly ``lat`` clocks later
+    (a shadow line, as in :func:`unpacker_ofifo`), so the gate's ``inflight`` is the shadow's
+    beat count.  Each queue's counter that the gate reads is its entries (words: the word
+    queue plus the pending word).  The gate admits a beat only if in-flight + queued was at
+    most ``depth - margin`` two clocks before; since then at most 3 beats were admitted, each
+    adds at most one entry per queue, and the words of a run of beats exceed its beats by at
+    most one (the carried partial word), so in-flight + words <= depth - margin + 4.  The
+    length and status queues are written before a beat retires (at the accumulator's first
+    stage, at the front end's output): for them (beats not yet past that point) + entries <=
+    depth - margin + 3.  With those, no queue is written while full and the pending word never
+    has to hold two.  k-induction needs a depth above ``lat`` (the shadow line refills) plus
+    the accumulator's stages (so that the word counts in flight come from its fill register
+    rather than from arbitrary pipeline contents)."""
+    gate_fire, gate_retire = tap(d, "gate", "fire"), tap(d, "gate", "retire")
+    inflight = tap(d, "gate", "inflight")
+    line = _shadow_line(m, gate_fire, lat, "fire")
+    words_q, lens_q = tap(d, "accum", "words_queued"), tap(d, "accum", "lens_queued")
+    pend_v = tap(d, "accum", "pend_v")
+    w_ent, w_en, w_rdy = _lutqueue_entries(d, "accum/wq")
+    l_ent, l_en, l_rdy = _lutqueue_entries(d, "accum/lq")
+    top = depth - margin
+    from ..wordpack import BitAccumulator
+    f_at = lat - BitAccumulator.latency_of(p) + 1   # shadow stage of a beat in the accumulator's first stage
+    m.d.comb += [
+        Assert(gate_retire == line[-1], "credit: a retire not L clocks after its beat (latency changed?)"),
+        Assert(inflight == _popcount(line), "credit: in-flight count != beats in the pipeline"),
+        Assert(words_q == w_ent + pend_v, "credit: word count != word queue + pending word"),
+        Assert(lens_q == l_ent, "credit: length count != length queue"),
+        Assert(inflight + words_q <= top + 4, "credit: in-flight + words above depth - margin + 4"),
+        # a block's length is written at the accumulator's first stage, before its beat retires
+        Assert(~l_en | line[f_at], "credit: a length written with no beat at the accumulator's first stage"),
+        Assert(_popcount(line[:f_at + 1]) + lens_q <= top + 3,
+               "credit: beats before the accumulator + lengths above depth - margin + 3"),
+        Assert(~w_en | w_rdy, "word queue overflow (written while full)"),
+        Assert(~l_en | l_rdy, "length queue overflow (written while full)"),
+        Assert(~tap(d, "accum", "overflow"), "word/length queue or pending word overflow"),
+    ]
+    if front_lat is not None:
+        s_q = tap(d, "status_q", "queued")
+        hf_v = tap(d, "status_q", "hf_v")
+        f_ent, f_en, f_rdy = _lutqueue_entries(d, "status_q/fq")
+        before = _popcount(line[:front_lat])
+        m.d.comb += [
+            Assert(tap(d, "status_q", "beat__valid") == line[front_lat - 1],
+                   "credit: a front-end beat not at its latency (latency changed?)"),
+            Assert(s_q == f_ent + hf_v, "credit: status count != status queue + head"),
+            Assert(before + s_q <= top + 3, "credit: beats before the front end + status entries too many"),
+            Assert(~f_en | f_rdy, "status queue overflow (written while full)"),
+        ]
+
+
+def _gecko_packer_credit(m: Module, d: Fragment, depth: int, margin: int, front_lat: int):
+    """The Gecko build's credit invariants: the gate covers the queue between the front end and
+    :class:`GeckoEncoder` (``gq``, written as a beat retires at the front end's output) and the
+    status queue; only names of :class:`sfp.hw.packer.Packer` are tapped, none of the encoder's."""
+    gate_fire, gate_retire = tap(d, "gate", "fire"), tap(d, "gate", "retire")
+    inflight = tap(d, "gate", "inflight")
+    line = _shadow_line(m, gate_fire, front_lat, "fire")
+    g_n = tap(d, "", "gq_n")
+    g_ent, g_en, g_rdy = _lutqueue_entries(d, "gq")
+    s_q = tap(d, "status_q", "queued")
+    hf_v = tap(d, "status_q", "hf_v")
+    f_ent, f_en, f_rdy = _lutqueue_entries(d, "status_q/fq")
+    top = depth - margin
+    m.d.comb += [
+        Assert(gate_retire == line[-1], "credit: a retire not L clocks after its beat (latency changed?)"),
+        Assert(inflight == _popcount(line), "credit: in-flight count != beats in the pipeline"),
+        Assert(g_n == g_ent, "credit: encoder queue count != its entries"),
+        Assert(s_q == f_ent + hf_v, "credit: status count != status queue + head"),
+        Assert(inflight + g_n <= top + 3, "credit: in-flight + encoder queue above depth - margin + 3"),
+        Assert(inflight + s_q <= top + 3, "credit: in-flight + status entries above depth - margin + 3"),
+        Assert(~g_en | g_rdy, "encoder input queue overflow (written while full)"),
+        Assert(~f_en | f_rdy, "status queue overflow (written while full)"),
+    ]
+
+
+def packer_credit(p: HwParams, unit: str = "packer", depth: int | None = None, margin: int | None = None):
+    """The plain packer's credit-gated queues never overflow, unbounded (k-induction), for any
+    cfg (refusals included), any AXI4-Stream input, any sinks (see :func:`_packer_credit`).
+    ``unit="wordpacker"``: :class:`WordPacker` alone (records in).  ``depth``/``margin`` build a
+    variant (a subclass) with another queue depth or credit margin."""
+    from ..lane import DECODE_LATENCY, quantizer_latency
+    from ..packer import Packer
+    from ..wordpack import BitAccumulator, CreditGate, RecordConcat, WordPacker, queue_depth
+
+    base = WordPacker if unit == "wordpacker" else Packer
+    cls = base
+    if depth is not None or margin is not None:
+        cls = type(base.__name__ + "Variant", (base,), {"QUEUE_DEPTH": depth, "GATE_MARGIN": margin})
+    m = Module()
+    m.submodules.dut = dut = cls(p)
+    _no_reset(m)
+    ib = dut.s_axis if unit != "wordpacker" else dut.i
+    stream_rules(m, ib.valid, ib.ready, ib.payload, role="assume", name="in")
+    acc_lat = BitAccumulator.latency_of(p)
+    cat_lat = RecordConcat.latency_of(p)
+    if unit == "wordpacker":
+        m.d.comb += [Assume(ib.payload.count <= p.lanes), Assume(ib.payload.v <= p.max_value_bits)]
+        qd = depth or queue_depth(1 + cat_lat + acc_lat)
+        lat, front = cat_lat + acc_lat, None
+    else:
+        qd = depth or queue_depth(dut.latency)
+        # the front end registers the accepted beat twice before its decode and quantizer stages
+        lat = dut.latency
+        front = 2 + DECODE_LATENCY + quantizer_latency(p)
+    frag = Fragment.get(m, "formal")
+    d = frag.find_subfragment("dut")
+    m2 = Module()
+    if p.gecko:
+        _gecko_packer_credit(m2, d, qd, CreditGate.MARGIN if margin is None else margin, front)
+        frag.add_subfragment(Fragment.get(m2, "formal"), "credit")
+        return frag, {"unit": "Packer (Gecko build; credit-gated queues)", "params": p}
+    _packer_credit(m2, d, p, qd, CreditGate.MARGIN if margin is None else margin, lat, front)
+    frag.add_subfragment(Fragment.get(m2, "formal"), "credit")
+    return frag, {"unit": base.__name__ + " (credit-gated queues)", "params": p}
 
 
 # -- covers --------------------------------------------------------------------------
@@ -296,15 +511,19 @@ def _supported(m: Module, p: HwParams, cfg):
     m.d.comb += Assume(cfg_supported(p, cfg))
 
 
-def roundtrip(p: HwParams, length: int = 5, tensors: int = 2, cover: bool = False, fixed: bool = True):
+def roundtrip(p: HwParams, length: int = 5, tensors: int = 2, cover: bool = False, fixed: bool = True,
+              lengths: tuple | None = None):
     """Packer -> Unpacker (words straight across) for symbolic values and a symbolic, supported,
-    held cfg: ``tensors`` tensors of ``length`` values back to back come out as exactly the
-    lanes' quantized values (``Dequantizer(Quantizer(x))`` of the same cfg, computed beside the
-    units), with ``keep``/``last`` as specified and no extra beat.  With ``cover=True`` the
-    proof instead covers the last beat of the last tensor coming out (non-vacuity, and the
-    depth the bounded check needs).  ``fixed=True`` fixes the cfg at m = 3, e = 4, sign, exp_base
-    120, specials, rne (the values stay symbolic): with a symbolic cfg the pipelined units are too
-    slow for the solver at the depth needed."""
+    held cfg: tensors of ``lengths`` values (default ``tensors`` tensors of ``length``) back to
+    back come out as exactly the lanes' quantized values (``Dequantizer(Quantizer(x))`` of the
+    same cfg, computed beside the units), with ``keep``/``last`` as specified and no extra
+    beat.  With ``cover=True`` the proof instead covers the last beat of the last tensor coming
+    out (non-vacuity, and the depth the bounded check needs: the bounded check covers the
+    whole run when its depth exceeds the step of that cover).  ``fixed=True`` fixes the cfg at
+    m = 3, e = 4, sign, exp_base 120, specials, rne (the values stay symbolic): with a symbolic
+    cfg the pipelined units are too slow for the solver at the depth needed.  The packer does
+    not read ``cfg.length`` (``last`` ends a tensor); the unpacker's ``cfg.length`` is the
+    length of the tensor whose first word it is offered."""
     from amaranth.lib import data
 
     from ..lane import Dequantizer, Quantizer
@@ -312,17 +531,26 @@ def roundtrip(p: HwParams, length: int = 5, tensors: int = 2, cover: bool = Fals
     from ..unpacker import Unpacker
 
     n, sw = p.lanes, p.src.width
-    k = -(-length // n)                       # beats per tensor
-    tail = length - (k - 1) * n
-    total = k * tensors
+    lengths = tuple(lengths) if lengths else (length,) * tensors
+    ks = [-(-ln // n) for ln in lengths]                  # beats per tensor
+    tails = [ln - (k - 1) * n for ln, k in zip(lengths, ks)]
+    total = sum(ks)
+    nt = len(lengths)
     m = Module()
     m.submodules.pk = pk = Packer(p)
     m.submodules.up = up = Unpacker(p)
     _no_reset(m)
     cfg = _held_cfg(m)
     _supported(m, p, cfg)
-    m.d.comb += [Assume(cfg.length == length), Assume(cfg.gecko == 0),
-                 pk.cfg.eq(cfg), up.cfg.eq(cfg)]
+    m.d.comb += [Assume(cfg.length == lengths[0]), Assume(cfg.gecko == 0), pk.cfg.eq(cfg)]
+    # the unpacker's cfg: the held one, with the length of the tensor at its input
+    ut = Signal(range(nt + 1))                # tensors whose last word the unpacker took
+    ulen = lengths[-1]
+    for i in reversed(range(nt - 1)):
+        ulen = Mux(ut == i, lengths[i], ulen)
+    m.d.comb += [up.cfg.eq(cfg), up.cfg.length.eq(ulen)]
+    with m.If(up.s_axis.valid & up.s_axis.ready & up.s_axis.payload.last):
+        m.d.sync += ut.eq(ut + 1)
     if fixed:
         _fix_cfg(m, cfg, man_bits=min(3, p.max_man_bits), exp_bits=min(4, p.max_exp_bits), sign=1,
                  exp_base=120, specials=1, rounding=0)
@@ -335,16 +563,21 @@ def roundtrip(p: HwParams, length: int = 5, tensors: int = 2, cover: bool = Fals
     sa = pk.s_axis
     stream_rules(m, sa.valid, sa.ready, sa.payload, role="assume", name="s_axis")
     beat = Signal(range(total + 1))           # beats accepted so far
-    inb = Signal(range(k))                    # beat within its tensor
+    inb = Signal(range(max(ks)))              # beat within its tensor
+    ti = Signal(range(nt + 1))                # tensor of the next input beat
+    k_now, tail_now = ks[-1], tails[-1]
+    for i in reversed(range(nt - 1)):
+        k_now, tail_now = Mux(ti == i, ks[i], k_now), Mux(ti == i, tails[i], tail_now)
     fire = sa.valid & sa.ready
+    is_last = inb == k_now - 1
     m.d.comb += [
-        Assume(sa.payload.last == (inb == k - 1)),
+        Assume(sa.payload.last == is_last),
         Assume(~sa.valid | (beat < total)),
     ]
     with m.If(sa.payload.last):
-        m.d.comb += Assume(sa.payload.keep == (1 << tail) - 1)
+        m.d.comb += Assume(sa.payload.keep == (1 << tail_now) - 1)
     with m.If(fire):
-        m.d.sync += [beat.eq(beat + 1), inb.eq(Mux(inb == k - 1, 0, inb + 1))]
+        m.d.sync += [beat.eq(beat + 1), inb.eq(Mux(is_last, 0, inb + 1)), ti.eq(ti + is_last)]
 
     # the scoreboard: each accepted beat's expected output beat
     layout = data.StructLayout({"data": n * sw, "keep": n, "last": 1})
@@ -355,13 +588,13 @@ def roundtrip(p: HwParams, length: int = 5, tensors: int = 2, cover: bool = Fals
         m.submodules[f"q{j}"], m.submodules[f"dq{j}"] = q, dq
         m.d.comb += [q.value.eq(sa.payload.data[j]), q.cfg.eq(cfg), q.rnd.eq(0),
                      dq.fields.eq(q.fields), dq.cfg.eq(cfg)]
-        lane_on = ~sa.payload.last | (j < tail)
+        lane_on = ~sa.payload.last | (j < tail_now)
         exp_data.append(Mux(lane_on, dq.value, 0))
     with m.If(fire):
         for i in range(total):
             with m.If(beat == i):
                 m.d.sync += [board[i].data.eq(Cat(*exp_data)),
-                             board[i].keep.eq(Mux(sa.payload.last, (1 << tail) - 1, (1 << n) - 1)),
+                             board[i].keep.eq(Mux(sa.payload.last, (1 << tail_now) - 1, (1 << n) - 1)),
                              board[i].last.eq(sa.payload.last)]
     out = Signal(range(total + 1))            # beats out so far
     ma = up.m_axis
@@ -539,4 +772,6 @@ HARNESSES = {
     "roundtrip": roundtrip,
     "unpacker_live": unpacker_live,
     "reset_outputs": reset_outputs,
+    "unpacker_ofifo": unpacker_ofifo,
+    "packer_credit": packer_credit,
 }
