@@ -592,7 +592,7 @@ class GeckoWordPacker(wiring.Component):
     words : Out(stream of {data: W, last: 1}); lens : Out(stream of {data: 32, last: 1})
         As :class:`sfp.hw.wordpack.WordPacker`: the image's words, ``last``
         on a tensor's final word; one length L_b per block.
-    queued : Out(range(in_depth + 2))
+    in_queued : Out(range(in_depth + 2))
         Beats in the input queue (registered; for the caller's credit gate).
 
     Latency: input queue 2 clocks, then :class:`GeckoStage` (a block's
@@ -609,7 +609,7 @@ class GeckoWordPacker(wiring.Component):
             "i": In(stream.Signature(gecko_in_layout(p))),
             "words": Out(stream.Signature(word_layout(p))),
             "lens": Out(stream.Signature(len_layout())),
-            "queued": Out(range(in_depth + 2)),
+            "in_queued": Out(range(in_depth + 2)),
         })
 
     def elaborate(self, platform):
@@ -623,7 +623,7 @@ class GeckoWordPacker(wiring.Component):
             q.w_en.eq(self.i.valid), q.w_data.eq(self.i.payload), self.i.ready.eq(q.w_rdy),
             gs.i.valid.eq(q.r_rdy), gs.i.payload.eq(q.r_data), q.r_en.eq(gs.i.ready),
         ]
-        m.d.sync += self.queued.eq(self.queued + (self.i.valid & self.i.ready) - (q.r_rdy & q.r_en))
+        m.d.sync += self.in_queued.eq(self.in_queued + (self.i.valid & self.i.ready) - (q.r_rdy & q.r_en))
         wiring.connect(m, gs.rec_o, cat.i)
         wiring.connect(m, cat.o, gs.cat_i)
 

@@ -495,7 +495,7 @@ class Packer(wiring.Component):
             ]
             retire = rec.o.valid
             words, lens = gk.words, gk.lens
-            queued = [gk.queued]
+            queued = [gk.in_queued]
             depths = [depth]
             # a tensor's m_status entry waits for its last word, which a block holds back
             # for its analysis: the status queue covers that latency too, or runs of short
@@ -541,4 +541,6 @@ class Packer(wiring.Component):
         ]
         for k, q in enumerate(queued):
             m.d.comb += gate.queued[k].eq(q)
+        # the gate's depth per queue, as elaborated (read by the formal harness's credit invariants)
+        self.queue_depths = tuple(depths)
         return m

@@ -378,27 +378,32 @@ def _packer_credit(m: Module, d: Fragment, p: HwParams, depth: int, margin: int,
         ]
 
 
-def _gecko_packer_credit(m: Module, d: Fragment, depth: int, margin: int, front_lat: int):
-    """The Gecko build's credit invariants: the gate covers the queue between the front end and
-    :class:`GeckoEncoder` (``gq``, written as a beat retires at the front end's output) and the
-    status queue; only names of :class:`sfp.hw.packer.Packer` are tapped, none of the encoder's."""
+def _gecko_packer_credit(m: Module, d: Fragment, depths, margin: int, front_lat: int, rec_lat: int):
+    """The Gecko build's credit invariants: the gate covers the Gecko back end's input queue
+    (``gecko/q``, written as a beat leaves the record former: a beat retires there) and the
+    status queue (written at the front end's output), each with its own depth; only names of
+    :class:`sfp.hw.packer.Packer` and the back end's input queue are tapped, none of the
+    Gecko stage's."""
     gate_fire, gate_retire = tap(d, "gate", "fire"), tap(d, "gate", "retire")
     inflight = tap(d, "gate", "inflight")
-    line = _shadow_line(m, gate_fire, front_lat, "fire")
-    g_n = tap(d, "", "gq_n")
-    g_ent, g_en, g_rdy = _lutqueue_entries(d, "gq")
+    line = _shadow_line(m, gate_fire, front_lat + rec_lat, "fire")
+    g_n = tap(d, "gecko", "in_queued")
+    g_ent, g_en, g_rdy = _lutqueue_entries(d, "gecko/q")
     s_q = tap(d, "status_q", "queued")
     hf_v = tap(d, "status_q", "hf_v")
     f_ent, f_en, f_rdy = _lutqueue_entries(d, "status_q/fq")
-    top = depth - margin
+    top_g, top_s = depths[0] - margin, depths[1] - margin
+    before = _popcount(line[:front_lat])
     m.d.comb += [
         Assert(gate_retire == line[-1], "credit: a retire not L clocks after its beat (latency changed?)"),
+        Assert(tap(d, "status_q", "beat__valid") == line[front_lat - 1],
+               "credit: a front-end beat not at its latency (latency changed?)"),
         Assert(inflight == _popcount(line), "credit: in-flight count != beats in the pipeline"),
-        Assert(g_n == g_ent, "credit: encoder queue count != its entries"),
+        Assert(g_n == g_ent, "credit: Gecko input queue count != its entries"),
         Assert(s_q == f_ent + hf_v, "credit: status count != status queue + head"),
-        Assert(inflight + g_n <= top + 3, "credit: in-flight + encoder queue above depth - margin + 3"),
-        Assert(inflight + s_q <= top + 3, "credit: in-flight + status entries above depth - margin + 3"),
-        Assert(~g_en | g_rdy, "encoder input queue overflow (written while full)"),
+        Assert(inflight + g_n <= top_g + 3, "credit: in-flight + Gecko input queue above depth - margin + 3"),
+        Assert(before + s_q <= top_s + 3, "credit: beats before the front end + status entries too many"),
+        Assert(~g_en | g_rdy, "Gecko input queue overflow (written while full)"),
         Assert(~f_en | f_rdy, "status queue overflow (written while full)"),
     ]
 
@@ -436,7 +441,9 @@ def packer_credit(p: HwParams, unit: str = "packer", depth: int | None = None, m
     d = frag.find_subfragment("dut")
     m2 = Module()
     if p.gecko:
-        _gecko_packer_credit(m2, d, qd, CreditGate.MARGIN if margin is None else margin, front)
+        from ..packer import RecordFormer
+        _gecko_packer_credit(m2, d, dut.queue_depths, CreditGate.MARGIN if margin is None else margin, front,
+                             RecordFormer.latency)
         frag.add_subfragment(Fragment.get(m2, "formal"), "credit")
         return frag, {"unit": "Packer (Gecko build; credit-gated queues)", "params": p}
     _packer_credit(m2, d, p, qd, CreditGate.MARGIN if margin is None else margin, lat, front)
