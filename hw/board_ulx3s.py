@@ -41,6 +41,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from amaranth import Cat, ClockDomain, ClockSignal, Elaboratable, Instance, Module, Signal
+from amaranth.lib import io
 from amaranth.lib.cdc import FFSynchronizer, ResetSynchronizer
 
 from .board_selftest import DramSelfTest, SelfTestPlan
@@ -87,8 +88,8 @@ class Ulx3sDramTop(Elaboratable):
         m.domains.sync = ClockDomain("sync")
         m.domains.mem = ClockDomain("mem")
 
-        locked = Signal()
-        clkop, clkos = Signal(), Signal()
+        locked = Signal(name="pll_locked")
+        clkop, clkos = Signal(name="pll_clkop"), Signal(name="pll_clkos")
         m.submodules.pll = Instance(
             "EHXPLLL",
             p_PLLRST_ENA="DISABLED", p_INTFB_WAKE="DISABLED", p_STDBY_ENABLE="DISABLED",
@@ -111,8 +112,9 @@ class Ulx3sDramTop(Elaboratable):
         m.d.comb += [ClockSignal("mem").eq(clkop), ClockSignal("sync").eq(clkos)]
         m.submodules.rst_mem = ResetSynchronizer(~locked, domain="mem")
         m.submodules.rst_sync = ResetSynchronizer(~locked, domain="sync")
-        platform.add_clock_constraint(clkop, MEM_HZ)
-        platform.add_clock_constraint(clkos, SYNC_HZ)
+        # No clock constraints here: nextpnr derives 50 and 60 MHz for the two nets from the PLL's
+        # parameters and clk25's 25 MHz (its log says so), and constraints on these nets would be lost
+        # anyway (Yosys renames them to the domains' clocks).
 
         # SDRAM pins, raw: the core's own I/O registers and TRELLIS_IO drive them directly.
         sd = platform.request("sdram", 0, dir="-")
@@ -127,10 +129,13 @@ class Ulx3sDramTop(Elaboratable):
         m.submodules.test = test = DramSelfTest(self.plan, self.core, pads=pads, pause=int(SYNC_HZ // 2),
                                                 timeout=int(SYNC_HZ // 8))
 
-        fire = platform.request("button_fire", 1)
+        m.submodules.fire = fire = io.Buffer("i", platform.request("button_fire", 1, dir="-"))
         m.submodules.sync_fire = FFSynchronizer(fire.i, test.inject)
 
-        leds = [platform.request("led", i) for i in range(8)]
+        leds = []
+        for i in range(8):
+            m.submodules[f"led{i}"] = b = io.Buffer("o", platform.request("led", i, dir="-"))
+            leds.append(b)
         beat = Signal(range(int(SYNC_HZ // 4) + 1))
         hb = Signal()
         with m.If(beat == 0):
