@@ -1,4 +1,8 @@
-"""Board top: a self-checking packer -> unpacker loopback for the ULX3S-85F.
+"""Board tops: the ULX3S-85F bitstream build, and the self-checking packer -> unpacker loopback.
+
+:func:`build_ulx3s` builds ``design="dram"`` (default: the SDRAM self-test,
+:class:`sfp.hw.board_ulx3s.Ulx3sDramTop`, docs/hardware.md 7.5) or
+``design="loopback"``, the older loop below, which does not touch the SDRAM.
 
 :class:`Loopback` (board independent, simulable) runs forever:
 
@@ -24,7 +28,7 @@ the settings changing per tensor) round-trip exactly the values the lanes
 quantize.  It does not check the lanes themselves against the golden model:
 the simulation tests do (tests/test_hw_lane.py, sim_tests/).
 
-:func:`build_ulx3s` puts it on the ULX3S-85F (25 MHz clock): LED0 heartbeat
+:func:`build_ulx3s` with ``design="loopback"`` puts it on the ULX3S-85F (25 MHz clock): LED0 heartbeat
 (about 1.5 Hz), LED1 toggles every 256 tensors checked, LED7 mismatch
 (sticky until reconfiguration), LED6 a refused configuration (sticky);
 button F1 (``fire`` 0) injects errors.  Built with the YoWASP tools; no

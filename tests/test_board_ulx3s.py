@@ -67,6 +67,7 @@ def test_top_constraints_and_core(prepared):
 
 def test_cli_board_refuses(tmp_path, capsys):
     """Bad board input: one line, status 2, no build directory."""
+    pytest.importorskip("litedram")
     cfg = tmp_path / "g.json"
     cfg.write_text(json.dumps({"gecko": True}))
     out = tmp_path / "b"
@@ -74,6 +75,9 @@ def test_cli_board_refuses(tmp_path, capsys):
     err = capsys.readouterr().err
     assert rc == 2 and "gecko" in err and len(err.strip().splitlines()) == 1 and "Traceback" not in err
     assert not out.exists()
+
+
+def test_cli_board_bad_design(capsys):
     with pytest.raises(SystemExit) as e:
         sfp_main(["board", "ulx3s", "--design", "nope"])
     assert e.value.code == 2
