@@ -6,7 +6,11 @@ design; the older packer -> unpacker loopback without DRAM is
 
 Clocks.  One EHXPLLL from the 25 MHz oscillator (VCO 600 MHz): ``mem``
 50 MHz on CLKOP (the LiteDRAM SDR controller, generated for 50 MHz) and
-``sync`` 60 MHz on CLKOS (the packer, the DMA engines and the unpacker).
+``sync`` 40 MHz on CLKOS (the packer, the DMA engines and the unpacker).
+A first build with ``sync`` at 60 MHz failed timing at 50.2 MHz post-route:
+the critical path is in :class:`sfp.hw.dma_reader.DmaReader` (the index
+entry FIFO -> the block offset adder, hw/dma_reader.py:160-166, 20 ns, two
+carry chains in one clock), so the units run at 40 MHz until that is pipelined.
 The two are derived from one VCO but the design treats them as unrelated:
 everything between them goes through the DMA system's ``AsyncFIFO``\\ s, so
 the CDC that an accelerator would need is exercised on the board too.
@@ -49,9 +53,9 @@ from .board_selftest import DramSelfTest, SelfTestPlan
 __all__ = ["Ulx3sDramTop", "PLL", "patched_core_verilog"]
 
 #: EHXPLLL settings: 25 MHz in, VCO = 25 * CLKFB_DIV * CLKOP_DIV = 600 MHz (feedback from CLKOP).
-PLL = {"in_hz": 25e6, "vco_hz": 600e6, "mem_div": 12, "sync_div": 10}
+PLL = {"in_hz": 25e6, "vco_hz": 600e6, "mem_div": 12, "sync_div": 15}
 MEM_HZ = PLL["vco_hz"] / PLL["mem_div"]       # 50 MHz: the controller was generated for this
-SYNC_HZ = PLL["vco_hz"] / PLL["sync_div"]     # 60 MHz
+SYNC_HZ = PLL["vco_hz"] / PLL["sync_div"]     # 40 MHz: the DMA reader limits the units to ~50 MHz (see below)
 
 
 def patched_core_verilog(core) -> str:
@@ -97,7 +101,7 @@ class Ulx3sDramTop(Elaboratable):
             p_OUTDIVIDER_MUXC="DIVC", p_OUTDIVIDER_MUXD="DIVD", p_FEEDBK_PATH="CLKOP",
             p_CLKI_DIV=1, p_CLKFB_DIV=int(MEM_HZ // PLL["in_hz"]),
             # phases and loop-filter attributes as Trellis's ecppll writes them for these frequencies
-            # (`yowasp-ecppll -i 25 -o 50 --clkout1 60`); without the filter attributes the PLL may not lock
+            # (`yowasp-ecppll -i 25 -o 50 --clkout1 40`); without the filter attributes the PLL may not lock
             p_CLKOP_ENABLE="ENABLED", p_CLKOP_DIV=PLL["mem_div"], p_CLKOP_CPHASE=PLL["mem_div"] // 2 - 1,
             p_CLKOP_FPHASE=0,
             p_CLKOS_ENABLE="ENABLED", p_CLKOS_DIV=PLL["sync_div"], p_CLKOS_CPHASE=PLL["mem_div"] // 2 - 1,
@@ -112,7 +116,7 @@ class Ulx3sDramTop(Elaboratable):
         m.d.comb += [ClockSignal("mem").eq(clkop), ClockSignal("sync").eq(clkos)]
         m.submodules.rst_mem = ResetSynchronizer(~locked, domain="mem")
         m.submodules.rst_sync = ResetSynchronizer(~locked, domain="sync")
-        # No clock constraints here: nextpnr derives 50 and 60 MHz for the two nets from the PLL's
+        # No clock constraints here: nextpnr derives 50 and 40 MHz for the two nets from the PLL's
         # parameters and clk25's 25 MHz (its log says so), and constraints on these nets would be lost
         # anyway (Yosys renames them to the domains' clocks).
 

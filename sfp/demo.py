@@ -8,7 +8,11 @@
    tensor through the packer and the unpacker in simulation, checks the
    bytes against the golden model and prints cycles per beat.
 3. A short Quantum Mantissa/Exponent training run chooses containers.
-4. Ends with the default configuration's area report (Yosys, generic gates).
+4. The default configuration's area report (Yosys, generic gates).
+5. DRAM, short form: the stored ``make dram`` measurement, labelled as such;
+   with ``--dram``, a real store/load run of one tensor (bf16 and m3 e5)
+   through the LiteDRAM SDR controller in simulation (minutes: the
+   Verilator build).  Without the ``dram`` extra: one line saying so.
 
 ``--quick`` stops after step 1.
 """
@@ -63,8 +67,8 @@ def register(sub) -> None:
     m = sub.add_parser("demo", help="the main job on built-in defaults: real training tensors through the containers")
     m.add_argument("--tensors", metavar="FILE.npz", help="training dump to use (default: generate/cached digits CNN dump)")
     m.add_argument("--quick", action="store_true", help="golden-model footprints only (no simulation, training or synthesis)")
-    m.add_argument("--dram", action="store_true", help="run the DRAM stage for real even if its simulation must be "
-                   "built first (minutes); without it the stage runs only when the build is cached")
+    m.add_argument("--dram", action="store_true", help="run the DRAM stage for real (a few minutes: the simulator build); "
+                   "without it the stage prints the stored `make dram` measurement")
     m.set_defaults(func=run_demo)
 
 
@@ -119,49 +123,44 @@ def run_demo(args) -> int:
     print("\nfiles written to out/demo/ (sfp decode FILE.sfpc -o OUT.npy reads them back)")
     if getattr(args, "quick", False):
         return 0
-    _DRAM_BUILD[0] = bool(getattr(args, "dram", False))
     _hardware(x)
     _training()
     _area()
-    _dram()
+    _dram(bool(getattr(args, "dram", False)))
     return 0
 
 
 DRAM_VALUES = 1024
 DRAM_TENSOR = "epoch10/weight/conv2.weight"
-DRAM_KEY = "dram_bench_bf16_plain"          # the same build as `make dram`'s bf16 one: it warms this cache
 
 
-def _dram() -> None:
+def _dram(run: bool) -> None:
     """DRAM stage, short form.
 
-    A real run (one tensor of 1024 bf16 weights, bf16 as is and m3 e5, stored and loaded through the
-    LiteDRAM SDR controller + SDRAM model) when the Verilator build of that system is cached (by `make
-    dram` or an earlier `sfp demo --dram`): then it takes well under a minute.  Otherwise the build alone
-    takes minutes, so the stored `make dram` measurement is printed, labelled as such.
+    With ``run`` (``sfp demo --dram``): a real run, one tensor of 1024 bf16 weights as bf16 and as m3 e5,
+    stored and loaded through the LiteDRAM SDR controller + SDRAM model.  It takes minutes, nearly all
+    of it the Verilator build, which is redone on every run (the generated Verilog is not byte-identical
+    from one process to the next), so it is not the default.  Without ``run``: the stored `make dram`
+    measurement, labelled as such.
     """
     try:
         import litedram  # noqa: F401
     except ImportError:
         print("\nDRAM stage skipped: LiteDRAM is not installed (pip install -e '.[dram]'; then make dram)")
         return
-    from sfp.sim_tests.test_dma import litedram_cached
-    if litedram_cached(DRAM_KEY) or _DRAM_BUILD[0]:
+    if run:
         _dram_run()
         return
     from sfp.dram_report import RESULTS, summary
     text = summary()
     if text is None:
-        print("\nDRAM: no stored measurement and no cached simulation build: `make dram` (about 15 minutes) "
-              "measures it, `sfp demo --dram` builds the simulation for this stage (a few minutes)")
+        print("\nDRAM: no stored measurement: `make dram` (about 15 minutes) measures it; `sfp demo --dram` "
+              "runs a short measurement (a few minutes, mostly the simulator build)")
         return
     when = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(RESULTS.stat().st_mtime))
     print(f"\n== DRAM: STORED measurement ({RESULTS}, {when}), not re-run by this demo "
-          "(no cached simulation build; `sfp demo --dram` builds one) ==\n")
+          "(`sfp demo --dram` runs a short one: a few minutes) ==\n")
     print(text)
-
-
-_DRAM_BUILD = [False]                       # set by --dram: build the simulation if it is not cached
 
 
 def _dram_run() -> None:
@@ -194,7 +193,7 @@ def _dram_run() -> None:
         with open(log, "w") as f:
             os.dup2(f.fileno(), 1)
             try:
-                litedram_run(p, tens, data, [], key=DRAM_KEY, testcase="measure", measure_out=out)
+                litedram_run(p, tens, data, [], key="demo_dram", testcase="measure", measure_out=out)
             finally:
                 sys.stdout.flush()
                 os.dup2(saved, 1)

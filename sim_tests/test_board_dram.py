@@ -50,9 +50,9 @@ def test_plan_matches_model_files():
 def test_board_selftest_sim(monkeypatch):
     """Two passes of the board's self-test through the real LiteDRAM controller, then an injected error."""
     pytest.importorskip("litedram")
-    # The build, not the run, is what this test costs: compile the model's C++ at -O0 (cocotb uses -Os;
-    # -O0 roughly halves the build, the 190 us of simulated time still run in seconds), and let Verilator
-    # skip regenerating an unchanged model (--skip-identical), so that make finds nothing to rebuild.
+    # The build, not the run, is what this test costs (and it happens on every run: the generated Verilog
+    # is not byte-identical from one process to the next, see the report): compile the model's C++ at -O0
+    # (cocotb uses -Os; -O0 builds faster, and the 190 us of simulated time still run in ~20 s).
     monkeypatch.setenv("MAKEFLAGS", (os.environ.get("MAKEFLAGS", "") + " OPT_FAST=-O0 OPT_SLOW=-O0 OPT_GLOBAL=-O0").strip())
     from sfp.hw.board_selftest import DramSelfTest, FailCode, Phase
     from sfp.hw.litedram_gen import generate
@@ -63,7 +63,6 @@ def test_board_selftest_sim(monkeypatch):
     sim = os.environ.get("SFP_DMA_SIM", "verilator")
     run_sim(lambda: DramSelfTest(plan, core, pause=64, timeout=1 << 16, init_delay_scale=0.01), top="board_top", key="board_selftest",
             test_module="sfp.sim_tests.cocotb_board_tb", simulator=sim,
-            params={"clk_ps": 16666, "mem_clk_ps": 20000, "code_data": FailCode.DATA.value,
+            params={"clk_ps": 25000, "mem_clk_ps": 20000, "code_data": FailCode.DATA.value,
                     "phase_fail": Phase.FAIL.value},
-            extra_sources=[core.verilog],
-            build_args=[*VERILATOR_ARGS, "--skip-identical"] if sim == "verilator" else ())
+            extra_sources=[core.verilog], build_args=VERILATOR_ARGS if sim == "verilator" else ())

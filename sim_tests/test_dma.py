@@ -153,13 +153,7 @@ def litedram_run(p, tensors, data, loads, *, key, testcase=None, **kw):
     return run_sim(lambda: LiteDramSystem(p, core, addr_width=20), top="dram_top", key=key,
                    test_module="sfp.sim_tests.cocotb_dma_tb", simulator=sim, testcase=testcase,
                    params=_litedram_params(p, tensors, loads, **kw), data=data, extra_sources=[core.verilog],
-                   build_args=[*VERILATOR_ARGS, "--skip-identical"] if sim == "verilator" else ())
-
-
-def litedram_cached(key: str) -> bool:
-    """A Verilator build of ``key`` by :func:`litedram_run` exists (a rerun then skips Verilator and make)."""
-    from sfp.sim_tests.harness import build_root
-    return (build_root() / key / "verilator" / "dram_top").is_file()
+                   build_args=VERILATOR_ARGS if sim == "verilator" else ())
 
 
 def test_litedram_sdr_store_load():
