@@ -171,7 +171,7 @@ class DramSelfTest(wiring.Component):
     timeout : int
         Clocks without progress before ``TIMEOUT`` (the init sequence counts as
         progress only when it ends: keep it above the init time).
-    init_delay_scale : int
+    init_delay_scale : float
         Passed to the init sequencer (:func:`sfp.hw.dram_init.init_writes`).
 
     Ports (domain ``sync``; the controller runs in ``mem``, both reset together)
@@ -207,7 +207,7 @@ class DramSelfTest(wiring.Component):
     """
 
     def __init__(self, plan: SelfTestPlan, core, *, pads: dict | None = None, pause: int = 1 << 20,
-                 timeout: int = 1 << 22, init_delay_scale: int = 1, addr_width: int = 20, burst: int = 32):
+                 timeout: int = 1 << 22, init_delay_scale: float = 1, addr_width: int = 20, burst: int = 32):
         self.plan, self.core, self.pads = plan, core, pads
         self.pause, self.timeout, self.init_delay_scale = pause, timeout, init_delay_scale
         self.addr_width, self.burst = addr_width, burst

@@ -26,7 +26,7 @@ class LiteDramSystem(wiring.Component):
         The generated controller (its Verilog must be compiled alongside).
     addr_width : int
         Word-address width (W-bit words) of the descriptors.
-    init_delay_scale : int
+    init_delay_scale : float
         Multiplier for the init sequence's waits (1: the header's ``cdelay(n)``
         as n memory clocks, 400 us for the SDR power-up wait at 50 MHz; the
         MT48LC16M16 needs 100 us).
@@ -49,7 +49,7 @@ class LiteDramSystem(wiring.Component):
     the port belongs to the DMA engines.  Descriptors may be queued before.
     """
 
-    def __init__(self, p: HwParams, core, *, addr_width: int = 20, init_delay_scale: int = 1, burst: int = 32,
+    def __init__(self, p: HwParams, core, *, addr_width: int = 20, init_delay_scale: float = 1, burst: int = 32,
                  pads: dict | None = None):
         self.p, self.core, self.addr_width, self.burst = p, core, addr_width, burst
         if core.sim and pads:

@@ -143,9 +143,8 @@ def _dram(run: bool) -> None:
     from one process to the next), so it is not the default.  Without ``run``: the stored `make dram`
     measurement, labelled as such.
     """
-    try:
-        import litedram  # noqa: F401
-    except ImportError:
+    import importlib.util
+    if importlib.util.find_spec("litedram") is None:
         print("\nDRAM stage skipped: LiteDRAM is not installed (pip install -e '.[dram]'; then make dram)")
         return
     if run:

@@ -114,9 +114,8 @@ def cmd_board(args) -> int:
     p = load_config(args.config)
     bits = None
     if args.design == "dram":
-        try:
-            import litedram  # noqa: F401
-        except ImportError:
+        import importlib.util
+        if importlib.util.find_spec("litedram") is None:
             raise CliError("the SDRAM design needs LiteDRAM: pip install -e '.[dram]' (or --design loopback)")
         from sfp.hw.params import HwParams
         p = p or HwParams(block=64)

@@ -82,3 +82,19 @@ def test_cli_board_bad_design(capsys):
         sfp_main(["board", "ulx3s", "--design", "nope"])
     assert e.value.code == 2
     assert len(capsys.readouterr().err.strip().splitlines()) == 1
+
+
+def test_without_litedram(monkeypatch, tmp_path, capsys):
+    """Machines without the dram extra: `sfp board ulx3s` refuses in one line, the demo's DRAM stage says
+    in one line what is missing and does not fail."""
+    import importlib.util
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "litedram" else real(name, *a))
+    out = tmp_path / "b"
+    assert sfp_main(["board", "ulx3s", "--outdir", str(out), "-q"]) == 2
+    err = capsys.readouterr().err
+    assert "LiteDRAM" in err and len(err.strip().splitlines()) == 1 and not out.exists()
+    import sfp.demo
+    sfp.demo._dram(True)
+    text = capsys.readouterr().out.strip()
+    assert text.startswith("DRAM stage skipped: LiteDRAM is not installed") and len(text.splitlines()) == 1
