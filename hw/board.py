@@ -255,7 +255,7 @@ DESIGNS = ("dram", "loopback")
 
 
 def build_ulx3s(p: HwParams | None = None, outdir: str = "build/board", *, design: str = "dram", bits=None,
-                tensor_len: int = 4096, progress=None) -> dict:
+                tensor_len: int = 4096, seed: int | None = None, progress=None) -> dict:
     """Build the ULX3S-85F bitstream of ``design``; info dict (bitstream path, size, Fmax per clock, use).
 
     ``design="dram"`` (default): :class:`sfp.hw.board_ulx3s.Ulx3sDramTop`, the
@@ -265,6 +265,8 @@ def build_ulx3s(p: HwParams | None = None, outdir: str = "build/board", *, desig
     ``dram`` extra).  ``p`` defaults to ``HwParams(block=64)`` (a 512-value
     tensor has 8 blocks, so single-block loads mean something).
     ``design="loopback"``: :class:`BoardTop` (no DRAM), ``tensor_len`` values a tensor.
+    ``seed``: nextpnr's placement seed (default: nextpnr's own); at this design's size one seed may
+    fail to route in reasonable time where another routes in minutes (docs/results.md 5).
     """
     try:
         from amaranth_boards.ulx3s import ULX3S_85F_Platform
@@ -320,7 +322,8 @@ def build_ulx3s(p: HwParams | None = None, outdir: str = "build/board", *, desig
         plat = ULX3S_85F_Platform()
         for fname, text in extra_files.items():
             plat.add_file(fname, text)
-        plat.build(top, name=name, build_dir=outdir, do_program=False)
+        plat.build(top, name=name, build_dir=outdir, do_program=False,
+                   **({"nextpnr_opts": f"--seed {int(seed)}"} if seed is not None else {}))
     except subprocess.CalledProcessError as exc:
         raise BoardError(f"toolchain failed ({exc}); logs in {outdir}")
     except ValueError as exc:                    # elaboration: a parameter the design cannot build
@@ -330,7 +333,7 @@ def build_ulx3s(p: HwParams | None = None, outdir: str = "build/board", *, desig
     bit = os.path.join(outdir, f"{name}.bit")
     if not os.path.isfile(bit):
         raise BoardError(f"no bitstream written ({bit}); logs in {outdir}")
-    info = {"design": design, "bitstream": bit, "bytes": os.path.getsize(bit),
+    info = {"design": design, "seed": seed, "bitstream": bit, "bytes": os.path.getsize(bit),
             "seconds": round(time.monotonic() - t0, 1), "params": p.as_dict()}
     if design == "dram":
         info.update(tensor_values=plan.n, containers=plan.names, words=plan.words, loads=plan.loads)

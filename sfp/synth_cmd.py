@@ -121,7 +121,8 @@ def cmd_board(args) -> int:
         p = p or HwParams(block=64)
         bits = _board_tensor(p)
     try:
-        info = build_ulx3s(p, args.outdir, design=args.design, bits=bits, progress=None if args.quiet else _say)
+        info = build_ulx3s(p, args.outdir, design=args.design, bits=bits, seed=args.seed,
+                           progress=None if args.quiet else _say)
     except BoardError as exc:
         raise CliError(str(exc))
     if info.get("timing_report"):
@@ -169,6 +170,7 @@ def register(sub) -> None:
                    help="dram (default): the SDRAM self-test; loopback: packer -> unpacker without DRAM")
     b.add_argument("--config", metavar="FILE", help="JSON object of HwParams fields (default: the defaults)")
     b.add_argument("--outdir", default=os.path.join("build", "board"), metavar="DIR", help="build directory (default build/board)")
+    b.add_argument("--seed", type=int, metavar="N", help="nextpnr placement seed (default: nextpnr's)")
     b.add_argument("--json", action="store_true", help="machine-readable output on stdout")
     b.add_argument("-q", "--quiet", action="store_true", help="no progress on stderr")
     b.set_defaults(func=cmd_board)

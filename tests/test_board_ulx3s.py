@@ -38,7 +38,7 @@ def prepared():
     plat = ULX3S_85F_Platform()
     plat.add_file(f"{core.name}.v", patched_core_verilog(core))
     plan = make_plan(p, real_tensor_bits(p.source, *BOARD_TENSOR))
-    files = plat.prepare(Ulx3sDramTop(plan, core), name="sfp_dram").files
+    files = plat.prepare(Ulx3sDramTop(plan, core), name="sfp_dram", nextpnr_opts="--seed 2").files    # as --seed 2
     return core, files
 
 
@@ -63,6 +63,9 @@ def test_top_constraints_and_core(prepared):
     v = files[f"{core.name}.v"]
     v = v if isinstance(v, str) else v.decode()
     assert "inout  wire   [15:0] sdram_dq," in v and "input  wire   [15:0] sdram_dq," not in v
+    script = files["build_sfp_dram.sh"]
+    script = script if isinstance(script, str) else script.decode()
+    assert re.search(r"NEXTPNR_ECP5.*--seed 2", script)          # how build_ulx3s(seed=2) reaches nextpnr
 
 
 def test_cli_board_refuses(tmp_path, capsys):
