@@ -1,4 +1,8 @@
-"""Board top: a self-checking packer -> unpacker loopback for the ULX3S-85F.
+"""Board tops: the ULX3S-85F bitstream build, and the self-checking packer -> unpacker loopback.
+
+:func:`build_ulx3s` builds ``design="dram"`` (default: the SDRAM self-test,
+:class:`sfp.hw.board_ulx3s.Ulx3sDramTop`, docs/hardware.md 7.5) or
+``design="loopback"``, the older loop below, which does not touch the SDRAM.
 
 :class:`Loopback` (board independent, simulable) runs forever:
 
@@ -24,7 +28,7 @@ the settings changing per tensor) round-trip exactly the values the lanes
 quantize.  It does not check the lanes themselves against the golden model:
 the simulation tests do (tests/test_hw_lane.py, sim_tests/).
 
-:func:`build_ulx3s` puts it on the ULX3S-85F (25 MHz clock): LED0 heartbeat
+:func:`build_ulx3s` with ``design="loopback"`` puts it on the ULX3S-85F (25 MHz clock): LED0 heartbeat
 (about 1.5 Hz), LED1 toggles every 256 tensors checked, LED7 mismatch
 (sticky until reconfiguration), LED6 a refused configuration (sticky);
 button F1 (``fire`` 0) injects errors.  Built with the YoWASP tools; no
@@ -227,56 +231,118 @@ def _tool_env() -> dict:
     return env
 
 
-def build_ulx3s(p: HwParams | None = None, outdir: str = "build/board", *, tensor_len: int = 4096,
-                progress=None) -> dict:
-    """Build the ULX3S-85F bitstream of :class:`BoardTop`; info dict (bitstream path, size, Fmax, use)."""
+def _restore_env(old: dict) -> None:
+    for k, v in old.items():
+        if v is None:
+            os.environ.pop(k, None)
+        else:
+            os.environ[k] = v
+
+
+def _timing_summary(tim: str) -> dict:
+    """Utilization and post-route Fmax per clock from nextpnr's log (the last report of each clock)."""
+    import re
+    with open(tim, errors="replace") as f:
+        text = f.read()
+    util = re.findall(r"(TRELLIS_COMB|TRELLIS_FF|DP16KD|MULT18X18D|TRELLIS_RAMW|EHXPLLL|TRELLIS_IO):\s+(\d+)/\s*(\d+)", text)
+    fmax = {}
+    for clk, got, want in re.findall(r"Max frequency for clock\s+'([^']*)':\s+([\d.]+) MHz \((?:PASS|FAIL) at ([\d.]+) MHz\)", text):
+        fmax[clk] = {"fmax_mhz": float(got), "constraint_mhz": float(want)}
+    return {"utilization": {k: f"{u}/{a}" for k, u, a in util}, "fmax": fmax}
+
+
+DESIGNS = ("dram", "loopback")
+
+
+def build_ulx3s(p: HwParams | None = None, outdir: str = "build/board", *, design: str = "dram", bits=None,
+                tensor_len: int = 4096, seed: int | None = None, progress=None) -> dict:
+    """Build the ULX3S-85F bitstream of ``design``; info dict (bitstream path, size, Fmax per clock, use).
+
+    ``design="dram"`` (default): :class:`sfp.hw.board_ulx3s.Ulx3sDramTop`, the
+    SDRAM self-test of ``bits`` (a flat tensor of source bit patterns, held in
+    ROM; the expected values are computed here by the golden model), with the
+    LiteDRAM SDR controller (``litedram_gen``, real ECP5 PHY, needs the
+    ``dram`` extra).  ``p`` defaults to ``HwParams(block=64)`` (a 512-value
+    tensor has 8 blocks, so single-block loads mean something).
+    ``design="loopback"``: :class:`BoardTop` (no DRAM), ``tensor_len`` values a tensor.
+    ``seed``: nextpnr's placement seed (default: nextpnr's own); at this design's size one seed may
+    fail to route in reasonable time where another routes in minutes (docs/results.md 5).
+    """
     try:
         from amaranth_boards.ulx3s import ULX3S_85F_Platform
     except ImportError:
         raise BoardError("amaranth-boards is not installed (pip install amaranth-boards==0.0.21)")
-    p = p or HwParams()
-    try:
-        top = BoardTop(p, tensor_len)
-        import gc
-        import warnings
-        from amaranth.hdl import UnusedElaboratable
-        with warnings.catch_warnings():      # a probe, dropped: only its ValueError matters
-            warnings.simplefilter("ignore", UnusedElaboratable)
-            Loopback(p, tensor_len)             # validate p early (ValueError)
-            gc.collect()
-    except ValueError as exc:
-        raise BoardError(str(exc))
+    if design not in DESIGNS:
+        raise BoardError(f"unknown design {design!r} (one of {', '.join(DESIGNS)})")
+    extra_files = {}
+    if design == "dram":
+        from .board_selftest import make_plan
+        from .board_ulx3s import Ulx3sDramTop, patched_core_verilog
+        from .litedram_gen import LiteDramGenError, generate
+        p = p or HwParams(block=64)
+        if bits is None:
+            raise BoardError("the SDRAM design needs a tensor (bits)")
+        try:
+            plan = make_plan(p, bits)
+        except ValueError as exc:
+            raise BoardError(str(exc))
+        if progress:
+            progress("board: generating the LiteDRAM SDR controller (litedram_gen, ECP5 GENSDRPHY) ...")
+        try:
+            core = generate("sdr", sim=False)
+            extra_files[f"{core.name}.v"] = patched_core_verilog(core)
+        except (LiteDramGenError, ValueError) as exc:
+            raise BoardError(str(exc))
+        try:
+            top = Ulx3sDramTop(plan, core)
+        except ValueError as exc:
+            raise BoardError(str(exc))
+        name = "sfp_dram"
+    else:
+        p = p or HwParams()
+        try:
+            top = BoardTop(p, tensor_len)
+            import gc
+            import warnings
+            from amaranth.hdl import UnusedElaboratable
+            with warnings.catch_warnings():      # a probe, dropped: only its ValueError matters
+                warnings.simplefilter("ignore", UnusedElaboratable)
+                Loopback(p, tensor_len)             # validate p early (ValueError)
+                gc.collect()
+        except ValueError as exc:
+            raise BoardError(str(exc))
+        name = "sfp_loopback"
     env = _tool_env()
     old = {k: os.environ.get(k) for k in env}
     os.environ.update(env)
-    name = "sfp_loopback"
     t0 = time.monotonic()
     if progress:
-        progress(f"board: building {name} for ULX3S-85F in {outdir} (Yosys + nextpnr-ecp5 + ecppack, a few minutes) ...")
+        progress(f"board: building {name} for ULX3S-85F in {outdir} (Yosys + nextpnr-ecp5 + ecppack, several minutes) ...")
     try:
         plat = ULX3S_85F_Platform()
-        plat.build(top, name=name, build_dir=outdir, do_program=False)
+        for fname, text in extra_files.items():
+            plat.add_file(fname, text)
+        plat.build(top, name=name, build_dir=outdir, do_program=False,
+                   **({"nextpnr_opts": f"--seed {int(seed)}"} if seed is not None else {}))
     except subprocess.CalledProcessError as exc:
         raise BoardError(f"toolchain failed ({exc}); logs in {outdir}")
+    except ValueError as exc:                    # elaboration: a parameter the design cannot build
+        raise BoardError(str(exc))
     finally:
-        for k, v in old.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
+        _restore_env(old)
     bit = os.path.join(outdir, f"{name}.bit")
     if not os.path.isfile(bit):
         raise BoardError(f"no bitstream written ({bit}); logs in {outdir}")
-    info = {"bitstream": bit, "bytes": os.path.getsize(bit), "seconds": round(time.monotonic() - t0, 1),
-            "params": p.as_dict(), "tensor_len": tensor_len}
-    # The timing report's Fmax is read by the caller (sfp.synth.pnr.fmax_from_log):
+    info = {"design": design, "seed": seed, "bitstream": bit, "bytes": os.path.getsize(bit),
+            "seconds": round(time.monotonic() - t0, 1), "params": p.as_dict()}
+    if design == "dram":
+        info.update(tensor_values=plan.n, containers=plan.names, words=plan.words, loads=plan.loads)
+    else:
+        info["tensor_len"] = tensor_len
+    # The timing report's overall Fmax is also read by the caller (sfp.synth.pnr.fmax_from_log):
     # hw/ does not import synth/ (model <- hw <- synth).
     tim = os.path.join(outdir, f"{name}.tim")
     if os.path.isfile(tim):
         info["timing_report"] = tim
-        with open(tim, errors="replace") as f:
-            text = f.read()
-        import re
-        util = re.findall(r"(TRELLIS_COMB|TRELLIS_FF|DP16KD|MULT18X18D|TRELLIS_RAMW):\s+(\d+)/\s*(\d+)", text)
-        info["utilization"] = {k: f"{u}/{a}" for k, u, a in util}
+        info.update(_timing_summary(tim))
     return info

@@ -59,7 +59,17 @@ class DmaSystem(wiring.Component):
             raise ValueError(f"bus must be 'axi' or 'native', got {bus!r}")
         self.p, self.bus, self.addr_width, self.burst, self.cdc_depth = p, bus, addr_width, burst, cdc_depth
         self.native_width, self.native_addr_width = native_width, native_addr_width
-        members = {
+        members = self.unit_members(p, addr_width)
+        if bus == "axi":
+            members["axi"] = Out(axi4_signature(p.word, addr_width + (p.word // 8).bit_length() - 1, 1))
+        else:
+            members["native"] = Out(native_signature(native_width, native_addr_width))
+        super().__init__(members)
+
+    @staticmethod
+    def unit_members(p: HwParams, addr_width: int) -> dict:
+        """The ports on the units' side (all but the bus), for components that wrap a DmaSystem."""
+        return {
             "s_axis": In(stream.Signature(value_beat_layout(p))),
             "cfg": In(config_layout()),
             "wdesc": In(stream.Signature(writer_desc_layout(addr_width))),
@@ -70,11 +80,6 @@ class DmaSystem(wiring.Component):
             "pk_status": Out(packer_status_layout()),
             "up_status": Out(unpacker_status_layout()),
         }
-        if bus == "axi":
-            members["axi"] = Out(axi4_signature(p.word, addr_width + (p.word // 8).bit_length() - 1, 1))
-        else:
-            members["native"] = Out(native_signature(native_width, native_addr_width))
-        super().__init__(members)
 
     def elaborate(self, platform):
         m = Module()

@@ -15,10 +15,10 @@ from __future__ import annotations
 import re
 
 from amaranth import Array, Const, Module, Signal
-from amaranth.lib import wiring
+from amaranth.lib import enum, wiring
 from amaranth.lib.wiring import In, Out
 
-__all__ = ["init_writes", "CsrInitSequencer", "InitParseError"]
+__all__ = ["init_writes", "CsrInitSequencer", "InitState", "InitParseError"]
 
 
 class InitParseError(ValueError):
@@ -34,13 +34,14 @@ def _csr_map(csv_text: str) -> dict:
     return regs
 
 
-def init_writes(sdram_phy_h: str, csr_csv: str, *, delay_scale: int = 1) -> list[tuple[int, int, int]]:
+def init_writes(sdram_phy_h: str, csr_csv: str, *, delay_scale: float = 1) -> list[tuple[int, int, int]]:
     """``[(byte address, value, wait clocks after), ...]``: the BIOS's init for this core, then hardware control.
 
-    ``cdelay(n)`` becomes a wait of ``n * delay_scale`` clocks (the BIOS's
-    cdelay is a busy loop of at least n CPU cycles; on the SDRAM model
-    shorter waits suffice, on a chip the datasheet's 100-200 us must be met:
-    scale accordingly).
+    ``cdelay(n)`` becomes a wait of ``round(n * delay_scale)`` clocks, at
+    least 1 (the BIOS's cdelay is a busy loop of at least n CPU cycles; on a
+    chip the datasheet's 100-200 us power-up wait must be met: scale 1 gives
+    400 us at 50 MHz for the SDR core; LiteDRAM's SDRAM model does not model
+    the power-up wait, so a simulation may use a scale below 1).
     """
     regs = _csr_map(csr_csv)
     consts = dict((k, int(v, 0)) for k, v in re.findall(r"#define\s+(DFII_\w+)\s+(0x[0-9a-fA-F]+|\d+)", sdram_phy_h))
@@ -65,7 +66,7 @@ def init_writes(sdram_phy_h: str, csr_csv: str, *, delay_scale: int = 1) -> list
         if call == "cdelay":
             if not out:
                 raise InitParseError("cdelay before any write")
-            out[-1][2] += int(arg, 0) * delay_scale
+            out[-1][2] += max(1, round(int(arg, 0) * delay_scale))
         elif call == "command_p0":
             out.append([reg("sdram_dfii_pi0_command"), val(arg), 0])
             out.append([reg("sdram_dfii_pi0_command_issue"), 1, 0])
@@ -76,6 +77,14 @@ def init_writes(sdram_phy_h: str, csr_csv: str, *, delay_scale: int = 1) -> list
     out.append([reg("sdram_dfii_control"), consts.get("DFII_CONTROL_SEL", 1), 16])   # hardware control
     out.append([reg("ddrctrl_init_done"), 1, 0])
     return [tuple(w) for w in out]
+
+
+class InitState(enum.Enum, shape=2):
+    """States of :class:`CsrInitSequencer`."""
+    WRITE = 0      # a Wishbone write of entry ``idx`` is on the bus (or, past the list, go to DONE)
+    WAIT = 1       # the entry's wait after its ack
+    DONE = 2       # the list is played: ``done`` high for good
+    HALT = 3       # a write was answered with an error: stop, ``error`` high
 
 
 class CsrInitSequencer(wiring.Component):
@@ -111,28 +120,25 @@ class CsrInitSequencer(wiring.Component):
         dat = Array(Const(v, 32) for _, v, _ in self.writes)
         wt = Array(Const(w, range(maxwait + 1)) for _, _, w in self.writes)
         wait = Signal(range(maxwait + 1))
-        busy = Signal()
         m.d.comb += [self.wb_sel.eq(0xF), self.wb_we.eq(1), self.wb_adr.eq(adr[idx]), self.wb_dat_w.eq(dat[idx])]
-        with m.FSM():
-            with m.State("WRITE"):
+        state = Signal(InitState)
+        with m.Switch(state):
+            with m.Case(InitState.WRITE):
                 with m.If(idx == n):
-                    m.next = "DONE"
+                    m.d.sync += state.eq(InitState.DONE)
                 with m.Else():
                     m.d.comb += [self.wb_cyc.eq(1), self.wb_stb.eq(1)]
                     with m.If(self.wb_err):
-                        m.d.sync += self.error.eq(1)
-                        m.next = "HALT"
+                        m.d.sync += [self.error.eq(1), state.eq(InitState.HALT)]
                     with m.Elif(self.wb_ack):
-                        m.d.sync += wait.eq(wt[idx])
-                        m.next = "WAIT"
-            with m.State("WAIT"):
+                        m.d.sync += [wait.eq(wt[idx]), state.eq(InitState.WAIT)]
+            with m.Case(InitState.WAIT):
                 with m.If(wait == 0):
-                    m.d.sync += idx.eq(idx + 1)
-                    m.next = "WRITE"
+                    m.d.sync += [idx.eq(idx + 1), state.eq(InitState.WRITE)]
                 with m.Else():
                     m.d.sync += wait.eq(wait - 1)
-            with m.State("DONE"):
+            with m.Case(InitState.DONE):
                 m.d.comb += self.done.eq(1)
-            with m.State("HALT"):
+            with m.Case(InitState.HALT):
                 pass
         return m

@@ -5,17 +5,13 @@ See :class:`LiteDramSystem`.
 
 from __future__ import annotations
 
-from amaranth import ClockSignal, Instance, Module, Signal
-from amaranth.lib import stream, wiring
-from amaranth.lib.wiring import In, Out
+from amaranth import ClockSignal, DomainRenamer, Instance, Module, ResetSignal, Signal
+from amaranth.lib import wiring
+from amaranth.lib.wiring import Out
 
-from .dma_reader import reader_desc_layout, reader_status_layout
 from .dma_system import DmaSystem
-from .dma_writer import writer_desc_layout, writer_status_layout
 from .dram_init import CsrInitSequencer
-from .packer import packer_status_layout, value_beat_layout
-from .params import HwParams, config_layout
-from .unpacker import unpacker_status_layout
+from .params import HwParams
 
 __all__ = ["LiteDramSystem"]
 
@@ -30,8 +26,16 @@ class LiteDramSystem(wiring.Component):
         The generated controller (its Verilog must be compiled alongside).
     addr_width : int
         Word-address width (W-bit words) of the descriptors.
-    init_delay_scale : int
-        Multiplier for the init sequence's waits (1 for the SDRAM model).
+    init_delay_scale : float
+        Multiplier for the init sequence's waits (1: the header's ``cdelay(n)``
+        as n memory clocks, 400 us for the SDR power-up wait at 50 MHz; the
+        MT48LC16M16 needs 100 us).
+    burst : int
+        The DMA engines' longest command, in words.
+    pads : dict or None
+        For a core with the real PHY (not ``core.sim``): the ``Instance``
+        connections of its SDRAM pins (``o_sdram_a``, ``io_sdram_dq``, ...);
+        the core's ``rst`` is then driven by the ``mem`` domain's reset.
 
     Ports: those of :class:`DmaSystem` except the bus, plus ``init_done``
     (the sequencer finished and one dummy write went through) and
@@ -45,21 +49,17 @@ class LiteDramSystem(wiring.Component):
     the port belongs to the DMA engines.  Descriptors may be queued before.
     """
 
-    def __init__(self, p: HwParams, core, *, addr_width: int = 20, init_delay_scale: int = 1, burst: int = 32):
+    def __init__(self, p: HwParams, core, *, addr_width: int = 20, init_delay_scale: float = 1, burst: int = 32,
+                 pads: dict | None = None):
         self.p, self.core, self.addr_width, self.burst = p, core, addr_width, burst
+        if core.sim and pads:
+            raise ValueError("the simulation core has no SDRAM pins (pads must be None)")
+        if not core.sim and not pads:
+            raise ValueError(f"{core.name} drives SDRAM pins: give their connections in pads")
+        self.pads = dict(pads or {})
         self.writes = core.init_writes(init_delay_scale)
-        super().__init__({
-            "s_axis": In(stream.Signature(value_beat_layout(p))),
-            "cfg": In(config_layout()),
-            "wdesc": In(stream.Signature(writer_desc_layout(addr_width))),
-            "wstatus": Out(stream.Signature(writer_status_layout())),
-            "rdesc": In(stream.Signature(reader_desc_layout(addr_width))),
-            "rstatus": Out(stream.Signature(reader_status_layout())),
-            "m_axis": Out(stream.Signature(value_beat_layout(p))),
-            "pk_status": Out(packer_status_layout()),
-            "up_status": Out(unpacker_status_layout()),
-            "init_done": Out(1), "init_error": Out(1),
-        })
+        # DmaSystem's own ports minus the bus (which goes to the core inside), plus the init flags
+        super().__init__({**DmaSystem.unit_members(p, addr_width), "init_done": Out(1), "init_error": Out(1)})
 
     def elaborate(self, platform):
         m = Module()
@@ -73,7 +73,6 @@ class LiteDramSystem(wiring.Component):
         m.d.comb += [dma.cfg.eq(self.cfg), self.pk_status.eq(dma.pk_status), self.up_status.eq(dma.up_status)]
 
         seq = CsrInitSequencer(self.writes)
-        from amaranth import DomainRenamer
         m.submodules.init = DomainRenamer("mem")(seq)
 
         # The dummy write, then the DMA engines.
@@ -97,9 +96,12 @@ class LiteDramSystem(wiring.Component):
                      self.init_done.eq(go)]
 
         port = "user_port_native_0_"
+        # The simulation core resets itself at time 0 and has a trace switch; the real one has a reset input
+        # (held while the PLL is unlocked) and the SDRAM pins.
+        extra = {"i_sim_trace": 0} if core.sim else {"i_rst": ResetSignal("mem"), **self.pads}
         m.submodules.ctrl = Instance(
             core.name,
-            i_clk=ClockSignal("mem"), i_sim_trace=0,
+            i_clk=ClockSignal("mem"), **extra,
             o_init_done=Signal(name="core_init_done"), o_init_error=self.init_error,
             o_user_clk=Signal(name="core_user_clk"), o_user_rst=Signal(name="core_user_rst"),
             **{f"i_{port}cmd_addr": cmd_addr, f"o_{port}cmd_ready": cmd_ready, f"i_{port}cmd_valid": cmd_valid,

@@ -58,6 +58,11 @@ class LiteDramCore:
     addr_width: int
     sys_clk_hz: float
 
+    @property
+    def sim(self) -> bool:
+        """Built with LiteDRAM's SDRAM model (``--sim``): no pins, no reset input."""
+        return self.name.endswith("_sim")
+
     def init_writes(self, delay_scale: int = 1):
         from .dram_init import init_writes
         return init_writes(self.sdram_phy_h.read_text(), self.csr_csv.read_text(), delay_scale=delay_scale)

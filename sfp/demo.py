@@ -8,7 +8,11 @@
    tensor through the packer and the unpacker in simulation, checks the
    bytes against the golden model and prints cycles per beat.
 3. A short Quantum Mantissa/Exponent training run chooses containers.
-4. Ends with the default configuration's area report (Yosys, generic gates).
+4. The default configuration's area report (Yosys, generic gates).
+5. DRAM, short form: the stored ``make dram`` measurement, labelled as such;
+   with ``--dram``, a real store/load run of one tensor (bf16 and m3 e5)
+   through the LiteDRAM SDR controller in simulation (minutes: the
+   Verilator build).  Without the ``dram`` extra: one line saying so.
 
 ``--quick`` stops after step 1.
 """
@@ -63,6 +67,8 @@ def register(sub) -> None:
     m = sub.add_parser("demo", help="the main job on built-in defaults: real training tensors through the containers")
     m.add_argument("--tensors", metavar="FILE.npz", help="training dump to use (default: generate/cached digits CNN dump)")
     m.add_argument("--quick", action="store_true", help="golden-model footprints only (no simulation, training or synthesis)")
+    m.add_argument("--dram", action="store_true", help="run the DRAM stage for real (a few minutes: the simulator build); "
+                   "without it the stage prints the stored `make dram` measurement")
     m.set_defaults(func=run_demo)
 
 
@@ -120,9 +126,89 @@ def run_demo(args) -> int:
     _hardware(x)
     _training()
     _area()
-    from sfp.dram_report import summary                      # DRAM stage: the last `make dram` measurement
-    print("\n" + (summary() or "DRAM: no measurement yet (make dram)"))
+    _dram(bool(getattr(args, "dram", False)))
     return 0
+
+
+DRAM_VALUES = 1024
+DRAM_TENSOR = "epoch10/weight/conv2.weight"
+
+
+def _dram(run: bool) -> None:
+    """DRAM stage, short form.
+
+    With ``run`` (``sfp demo --dram``): a real run, one tensor of 1024 bf16 weights as bf16 and as m3 e5,
+    stored and loaded through the LiteDRAM SDR controller + SDRAM model.  It takes minutes, nearly all
+    of it the Verilator build, which is redone on every run (the generated Verilog is not byte-identical
+    from one process to the next), so it is not the default.  Without ``run``: the stored `make dram`
+    measurement, labelled as such.
+    """
+    import importlib.util
+    if importlib.util.find_spec("litedram") is None:
+        print("\nDRAM stage skipped: LiteDRAM is not installed (pip install -e '.[dram]'; then make dram)")
+        return
+    if run:
+        _dram_run()
+        return
+    from sfp.dram_report import RESULTS, summary
+    text = summary()
+    if text is None:
+        print("\nDRAM: no stored measurement: `make dram` (about 15 minutes) measures it; `sfp demo --dram` "
+              "runs a short measurement (a few minutes, mostly the simulator build)")
+        return
+    when = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(RESULTS.stat().st_mtime))
+    print(f"\n== DRAM: STORED measurement ({RESULTS}, {when}), not re-run by this demo "
+          "(`sfp demo --dram` runs a short one: a few minutes) ==\n")
+    print(text)
+
+
+def _dram_run() -> None:
+    import json
+
+    from sfp.hw.params import HwParams
+    from sfp.sim_tests.packer_ref import cfg_value, make_case, real_tensor_bits
+    from sfp.sim_tests.test_dma import litedram_run
+
+    p = HwParams(lanes=8, word=128, block=256)
+    ladder = [("bf16", dict(man_bits=7, exp_bits=8, exp_base=0)), ("m3e5", dict(man_bits=3, exp_bits=5))]
+    bits = real_tensor_bits(p.source, DRAM_TENSOR, DRAM_VALUES)
+    tens, data, addr = [], {}, 0
+    for i, (name, kw) in enumerate(ladder):
+        c = make_case(bits, Settings(source=p.source, block=p.block, word=p.word, **kw))
+        tens.append({"cfg": cfg_value(c.settings, c.n), "data_addr": addr, "index_addr": (1 << 19) + 64 * i,
+                     "name": name})
+        data.update({f"bits_{i}": c.bits, f"words_{i}": np.array([str(w) for w in c.words]),
+                     f"lens_{i}": np.array(c.lens, np.int64), f"out_{i}": c.out})
+        addr += len(c.words) + 8
+    os.makedirs("out/demo", exist_ok=True)
+    out = os.path.abspath("out/demo/dram_measure.json")
+    _say("demo: DRAM stage, a real run through the LiteDRAM SDR controller (simulated) ...")
+    t0 = time.monotonic()
+    # the simulator's own output (cocotb's log, Verilator's build) goes to a file, not into the demo's tables
+    log = os.path.abspath("out/demo/dram_sim.log")
+    sys.stdout.flush()
+    saved = os.dup(1)
+    try:
+        with open(log, "w") as f:
+            os.dup2(f.fileno(), 1)
+            try:
+                litedram_run(p, tens, data, [], key="demo_dram", testcase="measure", measure_out=out)
+            finally:
+                sys.stdout.flush()
+                os.dup2(saved, 1)
+    except (AssertionError, RuntimeError) as exc:
+        raise CliError(f"the DRAM stage failed ({str(exc).splitlines()[0]}); log {log}")
+    finally:
+        os.close(saved)
+    res = json.loads(open(out).read())
+    print(f"\n== DRAM: measured now, {DRAM_VALUES} values of {DRAM_TENSOR} through LiteDRAM's ULX3S SDR "
+          f"controller + SDRAM model (memory 50 MHz, units 200 MHz; {time.monotonic() - t0:.0f} s) ==\n")
+    base = res[0]["store_cycles"] + res[0]["load_cycles"]
+    for r in res:
+        t = r["store_cycles"] + r["load_cycles"]
+        print(f"  {r['name']:<6} {r['words']:>4} words  store {r['store_cycles']:>6.0f}  load {r['load_cycles']:>6.0f} "
+              f"memory cycles  speed-up vs bf16 {base / t:.2f}x (footprint {res[0]['words'] / r['words']:.2f}x); "
+              "every value checked against the golden model")
 
 
 def _hardware(x) -> None:

@@ -94,20 +94,43 @@ def cmd_synth(args) -> int:
     return 0
 
 
+def _board_tensor(p):
+    """The built-in tensor of the SDRAM self-test (sfp.hw.board_selftest.BOARD_TENSOR) as source bit patterns."""
+    from sfp.hw.board_selftest import BOARD_TENSOR
+    try:
+        from sfp.sim_tests.packer_ref import real_tensor_bits
+        return real_tensor_bits(p.source, *BOARD_TENSOR)
+    except ImportError as exc:
+        raise CliError(f"the SDRAM board design takes its tensor from the training dump ({exc}): "
+                       "pip install -e '.[train]'")
+    except StopIteration:
+        raise CliError(f"no tensor like {BOARD_TENSOR[0]!r} in the training dump")
+
+
 def cmd_board(args) -> int:
     if args.name not in BOARDS:
         raise CliError(f"unknown board {args.name!r} (known: {', '.join(BOARDS)})")
     from sfp.hw.board import BoardError, build_ulx3s
     p = load_config(args.config)
+    bits = None
+    if args.design == "dram":
+        import importlib.util
+        if importlib.util.find_spec("litedram") is None:
+            raise CliError("the SDRAM design needs LiteDRAM: pip install -e '.[dram]' (or --design loopback)")
+        from sfp.hw.params import HwParams
+        p = p or HwParams(block=64)
+        bits = _board_tensor(p)
     try:
-        info = build_ulx3s(p, args.outdir, progress=None if args.quiet else _say)
+        info = build_ulx3s(p, args.outdir, design=args.design, bits=bits, seed=args.seed,
+                           progress=None if args.quiet else _say)
     except BoardError as exc:
         raise CliError(str(exc))
     if info.get("timing_report"):
         from sfp.synth.pnr import fmax_from_log
         with open(info["timing_report"], errors="replace") as f:
             info["fmax_mhz"] = fmax_from_log(f.read())
-    info["summary"] = (f"post-route Fmax {info.get('fmax_mhz')} MHz (clock 25 MHz), "
+    clocks = ", ".join(f"{c} {v['fmax_mhz']} MHz (needs {v['constraint_mhz']})" for c, v in info.get("fmax", {}).items())
+    info["summary"] = (f"post-route Fmax {clocks or info.get('fmax_mhz')}; "
                        + ", ".join(f"{k} {v}" for k, v in info.get("utilization", {}).items()))
     print(json.dumps(info, indent=1) if args.json else
           f"{info['bitstream']} ({info['bytes']} bytes); {info['summary']}")
@@ -137,10 +160,17 @@ def register(sub) -> None:
     s.add_argument("-q", "--quiet", action="store_true", help="no progress on stderr")
     s.set_defaults(func=cmd_synth)
 
-    b = sub.add_parser("board", help="build an FPGA bitstream of the loopback test design (packer -> unpacker -> checker)")
+    b = sub.add_parser("board", help="build an FPGA bitstream: the SDRAM self-test (packer -> DMA -> LiteDRAM -> DMA -> "
+                       "unpacker -> checker), or the older loopback without DRAM",
+                       description="Builds a ULX3S-85F bitstream with the YoWASP tools.  Default design: a built-in real "
+                                   "tensor stored in the SDRAM in three containers and loaded back, checked against the "
+                                   "golden model's values, pass/fail on the LEDs (docs/hardware.md, integration chapter).")
     b.add_argument("name", metavar="NAME", help=f"board: {', '.join(BOARDS)}")
+    b.add_argument("--design", choices=("dram", "loopback"), default="dram",
+                   help="dram (default): the SDRAM self-test; loopback: packer -> unpacker without DRAM")
     b.add_argument("--config", metavar="FILE", help="JSON object of HwParams fields (default: the defaults)")
     b.add_argument("--outdir", default=os.path.join("build", "board"), metavar="DIR", help="build directory (default build/board)")
+    b.add_argument("--seed", type=int, metavar="N", help="nextpnr placement seed (default: nextpnr's)")
     b.add_argument("--json", action="store_true", help="machine-readable output on stdout")
     b.add_argument("-q", "--quiet", action="store_true", help="no progress on stderr")
     b.set_defaults(func=cmd_board)
