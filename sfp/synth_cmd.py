@@ -170,7 +170,7 @@ def register(sub) -> None:
                    help="dram (default): the SDRAM self-test; loopback: packer -> unpacker without DRAM")
     b.add_argument("--config", metavar="FILE", help="JSON object of HwParams fields (default: the defaults)")
     b.add_argument("--outdir", default=os.path.join("build", "board"), metavar="DIR", help="build directory (default build/board)")
-    b.add_argument("--seed", type=int, metavar="N", help="nextpnr placement seed (default: nextpnr's)")
+    b.add_argument("--seed", type=int, metavar="N", help="nextpnr placement seed (default: 2 for the SDRAM design, nextpnr's own for the loopback)")
     b.add_argument("--json", action="store_true", help="machine-readable output on stdout")
     b.add_argument("-q", "--quiet", action="store_true", help="no progress on stderr")
     b.set_defaults(func=cmd_board)
