@@ -59,8 +59,13 @@ def tensor_consts(m: Module, p: HwParams, cfg, name: str = "consts"):
 
 
 def beat_cmd_layout(p: HwParams) -> data.StructLayout:
-    """One command of :class:`BeatSequencer`: where the beat's records are, and what it is."""
-    return data.StructLayout({
+    """One command of :class:`BeatSequencer`: where the beat's records are, and what it is.
+
+    A Gecko build's commands also carry the tensor's ``cfg.gecko`` (for
+    :class:`sfp.hw.gecko_parse.GeckoParser`); a plain build's do not.
+    """
+    extra = {"gecko": 1} if p.gecko else {}
+    return data.StructLayout({**extra,
         "off": range(p.word),              # bit offset of the beat in the head word
         "need2": 1,                        # the beat's bits reach into the second word
         "pops": range(3),                  # words used up by the beat (block end: + padding)
@@ -127,6 +132,7 @@ class BeatSequencer(wiring.Component):
         p2 = Signal(data.StructLayout({
             "valid": 1, "ok": 1, "nobeat": 1, "length": 32, "beats_m2": 33, "tail_bits": range(beat_bits + 1),
             "full_bits": range(beat_bits + 1), "keep_tail": N, "k": tensor_consts_layout(p),
+            **({"gecko": 1} if p.gecko else {}),
         }))
         load = Signal()                       # the beat loop takes p2 this clock
         # P2 refills only once it is empty (a registered test): the beat loop's `load`
@@ -164,6 +170,8 @@ class BeatSequencer(wiring.Component):
                 p2.keep_tail.eq(Cat(*(tail > j for j in range(N)))),
                 p2.k.eq(tensor_consts(m, p, c)),
             ]
+            if p.gecko:
+                m.d.sync += p2.gecko.eq(c.gecko)
             with m.If(p1.cfg.length == 0):
                 m.d.sync += p2.beats_m2.eq(-1)
 
@@ -172,7 +180,7 @@ class BeatSequencer(wiring.Component):
         t = Signal(data.StructLayout({
             "ok": 1, "nobeat": 1, "length": 32, "tail_bits": range(beat_bits + 1), "full_bits": range(beat_bits + 1),
             "lim_tail": range(-beat_bits, W + 1), "lim_full": range(-beat_bits, W + 1),   # W - bits
-            "keep_tail": N, "k": tensor_consts_layout(p),
+            "keep_tail": N, "k": tensor_consts_layout(p), **({"gecko": 1} if p.gecko else {}),
         }))
         cnt = Signal(33)                      # beats left - 2; negative: this is the last beat
         bcnt = Signal(range(-1, max(bpb - 1, 1)))   # beats left in the block - 2, signed
@@ -209,6 +217,8 @@ class BeatSequencer(wiring.Component):
             o.payload.length.eq(t.length),
             o.payload.k.eq(t.k),
         ]
+        if p.gecko:
+            m.d.comb += o.payload.gecko.eq(t.gecko)
         with m.If(step):
             m.d.sync += cnt.eq(cnt - 1)
             if bpb > 1:
@@ -225,6 +235,8 @@ class BeatSequencer(wiring.Component):
                 t.k.eq(p2.k),
                 cnt.eq(p2.beats_m2), off.eq(0),
             ]
+            if p.gecko:
+                m.d.sync += t.gecko.eq(p2.gecko)
             if bpb > 1:
                 m.d.sync += bcnt.eq(bpb - 2)
         return m

@@ -107,6 +107,8 @@ class Unpacker(wiring.Component):
     tensor is refused (no beat, a status entry).
     """
 
+    GECKO_STAGE = True
+
     def __init__(self, p: HwParams):
         members = {
             "s_axis": In(stream.Signature(word_layout(p))),
@@ -143,7 +145,7 @@ class Unpacker(wiring.Component):
         room = Signal()
         m.d.sync += room.eq(inflight < OUT_DEPTH - 5)
 
-        if p.gecko:
+        if p.gecko and not self.GECKO_STAGE:
             fields, status = self._gecko_front(m, room, issued)
         else:
             fields, status = self._plain_front(m, room, issued)
@@ -189,7 +191,11 @@ class Unpacker(wiring.Component):
         # of the test and one more (a combinational ready fanned out to both FIFOs' enables
         # was the critical path at 117.9 MHz)
         rdy = Signal()
-        m.d.sync += rdy.eq((wfifo.w_level < WORD_DEPTH - 1) & (dfifo.w_level < 3))
+        room_in = (wfifo.w_level < WORD_DEPTH - 1) & (dfifo.w_level < 3)
+        if p.gecko:
+            rq = self._lens_router(m, cut, sa.valid & sa.ready & first)
+            room_in &= rq.w_level < 3
+        m.d.sync += rdy.eq(room_in)
         m.d.comb += [
             sa.ready.eq(rdy),
             wfifo.w_en.eq(sa.valid & sa.ready),
@@ -224,6 +230,43 @@ class Unpacker(wiring.Component):
         ]
         wiring.connect(m, cut.o, split.i)
         return split.o, cut.status
+
+    def _lens_router(self, m: Module, cut, first_word):
+        """Gecko build: each tensor's ``ceil(length/B)`` entries of ``s_len`` go to the cutter's
+        Gecko stage (Gecko on and the tensor supported) or are dropped; returns the route queue."""
+        from .lane import cfg_supported
+
+        p = self.p
+        lg_b = p.block.bit_length() - 1
+        # per tensor, pushed with its first word: its entry count and where they go
+        rq_layout = data.StructLayout({"nblk": 33, "to_gecko": 1})
+        m.submodules.route_q = rq = fifo.SyncFIFOBuffered(width=rq_layout.size, depth=4)
+        new = Signal(rq_layout)
+        m.d.comb += [
+            new.nblk.eq((self.cfg.length + (p.block - 1)) >> lg_b),
+            new.to_gecko.eq(cfg_supported(p, self.cfg) & (self.cfg.length != 0) & self.cfg.gecko),
+            rq.w_en.eq(first_word),
+            rq.w_data.eq(new),
+        ]
+        head = data.View(rq_layout, rq.r_data)
+        rem = Signal(33)                      # entries left of the head tensor
+        to_gecko = Signal()
+        active = Signal()
+        sl = self.s_len
+        m.d.comb += rq.r_en.eq(~active)
+        with m.If(~active & rq.r_rdy):
+            m.d.sync += [rem.eq(head.nblk), to_gecko.eq(head.to_gecko), active.eq(head.nblk != 0)]
+        m.d.comb += cut.lens.payload.eq(sl.payload)
+        with m.If(active):
+            with m.If(to_gecko):
+                m.d.comb += [cut.lens.valid.eq(sl.valid), sl.ready.eq(cut.lens.ready)]
+            with m.Else():
+                m.d.comb += sl.ready.eq(1)
+            with m.If(sl.valid & sl.ready):
+                m.d.sync += rem.eq(rem - 1)
+                with m.If(rem == 1):
+                    m.d.sync += active.eq(0)
+        return rq
 
     def _gecko_front(self, m: Module, room, issued):
         """The :class:`GeckoDecoder` with the block-index routing in front of it; returns (field beats, status)."""
