@@ -159,7 +159,7 @@ class GeckoParser(wiring.Component):
         m = Module()
         p = self.p
         N, W, B, G = p.lanes, p.word, p.block, p.group
-        emax, mmax = p.max_exp_bits, p.max_man_bits
+        emax = p.max_exp_bits
         hmax = emax + 3
         smax = slice_max_bits(p)
         KW = self.kw
