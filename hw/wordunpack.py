@@ -100,6 +100,18 @@ class RecordCutter(wiring.Component):
 
     Latency: a beat leaves on ``o`` in the clock after the one its last word
     entered the ring (registered output).
+
+    Gecko build (``p.gecko``): an extra port ``lens`` (the block index
+    entries of the Gecko tensors, routed by the Unpacker) and one extra
+    stage, :class:`sfp.hw.gecko_parse.GeckoParser`, which takes the place of
+    the command's ``off``/``need2``/``pops``: it parses the slice at the ring
+    head and says how many words the beat needs and uses up, where its
+    records are, the exponent codes of a coded slice, and its checks' error
+    (corrupt or length; acted on once the words it read are final).  The
+    ring is then ``2*KW`` words (KW = :func:`sfp.hw.gecko_parse.gecko_window_words`),
+    and a beat whose slice's block index entry has not arrived waits (also
+    a zero beat: the entries are consumed in order).  States, word count,
+    status entry and drain are the same.
     """
 
     RING = 4
