@@ -402,3 +402,25 @@ def test_decoder_throughput():
     rate = (len(times) - 1) / (times[-1] - times[0])
     print(f"decoder: {len(times)} beats out in {times[-1] - times[0] + 1} cycles: {rate:.4f} beats/cycle")
     assert rate >= 0.99
+
+
+# -- structure: the Gecko decoder is one stage of the plain unpacker (issue #9 item 1) ----------
+
+def _modules(p: HwParams) -> set[str]:
+    import re
+
+    from amaranth.back import rtlil
+
+    from sfp.hw.unpacker import Unpacker
+
+    return set(re.findall(r"^module \\(\S+)$", rtlil.convert(Unpacker(p)), re.M))
+
+
+def test_gecko_unpacker_is_the_plain_pipeline_plus_one_stage():
+    """The Gecko build's unpacker has the plain build's units and only the Gecko stage (with its
+    block index FIFO) and the s_len route queue besides; the plain build has no Gecko logic."""
+    plain = _modules(HwParams())
+    gk = _modules(HwParams(gecko=True))
+    assert not any("gecko" in name or "route" in name for name in plain), plain
+    assert gk - plain == {"top.cut.gecko", "top.cut.gecko.lfifo", "top.route_q"}, gk - plain
+    assert plain <= gk
