@@ -163,7 +163,7 @@ class GeckoParser(wiring.Component):
         hmax = emax + 3
         smax = slice_max_bits(p)
         KW = self.kw
-        lgW, lgB, lgN = _log2(W), _log2(B), _log2(N)
+        lgW, lgN = _log2(W), _log2(N)
         R = B // SLICE
         SPG = G // SLICE
         NSUB = SLICE // N                     # beats per slice
@@ -174,18 +174,10 @@ class GeckoParser(wiring.Component):
         # -- the tensor's settings, from its command (constant over the tensor) --------
         s_, e_, m_ = k.sign, k.e, k.m
         v = k.v
-        gecko = c.gecko
+        # (the block constants were computed by the sequencer, a register stage ahead)
+        gecko = c.g.gecko
         ok = ~c.refused & ~c.nobeat
-        nb_m1 = Signal(32)
-        tail = Signal(range(B + 1))
-        pw_full = Signal(16)
-        pw_tail = Signal(16)
-        m.d.comb += [
-            nb_m1.eq((c.length - 1) >> lgB),
-            tail.eq(((c.length - 1) & (B - 1)) + 1),
-            pw_full.eq(((v << lgB) + W - 1) >> lgW),
-            pw_tail.eq((tail * v + W - 1) >> lgW),
-        ]
+        nb_m1, tail, pw_full, pw_tail = c.g.nb_m1, c.g.tail, c.g.pw_full, c.g.pw_tail
 
         # -- block index entries --------------------------------------------------------
         # depth 3, not 2: SyncFIFOBuffered(depth=2) has a 1-entry inner memory with a
@@ -211,7 +203,7 @@ class GeckoParser(wiring.Component):
         lastblk = Signal()
         m.d.comb += lastblk.eq(blk == nb_m1)
         bcnt = Signal(range(B + 1))
-        pw = Signal(16)
+        pw = Signal.like(pw_full)
         m.d.comb += [bcnt.eq(Mux(lastblk, tail, B)), pw.eq(Mux(lastblk, pw_tail, pw_full))]
         remv = Signal(range(-B, B + 1))
         m.d.comb += remv.eq(bcnt - (sl << 3))
