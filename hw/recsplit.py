@@ -10,14 +10,17 @@ one 4-to-1 multiplexer level (2 shift bits):
    chunk of k records becomes its low half (delayed) and its high half
    ``>> (k/2)*v`` (``v`` is a per-tensor constant that travels with the beat);
 3. fields: ``man = rec & (2^m - 1)``, ``code = (rec >> m) & (2^e - 1)``,
-   ``sign = bit m+e`` (when stored).
+   ``sign = bit m+e`` (when stored).  In a Gecko build a coded beat's
+   records are sign/mantissa records (the beat's ``k.v = s + m``, ``k.me = m``)
+   and its ``codes`` (decoded by :class:`sfp.hw.gecko_parse.GeckoParser`,
+   delayed alongside) take the code field's place.
 
 Lanes beyond ``keep`` and every lane of a ``zero`` beat come out as zero fields.
 """
 
 from __future__ import annotations
 
-from amaranth import Module, Signal
+from amaranth import Module, Mux, Signal
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -71,9 +74,13 @@ class RecordSplitter(wiring.Component):
         p = self.p
         N, W, vmax = p.lanes, p.word, p.max_value_bits
         ib = self.i.payload
-        side = Signal(data.StructLayout({"valid": 1, "keep": N, "last": 1, "zero": 1, "k": tensor_consts_layout(p)}))
+        # a Gecko build's coded beats carry their exponent codes beside the records
+        gk = {"coded": 1, "codes": data.ArrayLayout(p.max_exp_bits, N)} if p.gecko else {}
+        side = Signal(data.StructLayout({"valid": 1, "keep": N, "last": 1, "zero": 1, "k": tensor_consts_layout(p), **gk}))
         m.d.comb += [side.valid.eq(self.i.valid), side.keep.eq(ib.keep), side.last.eq(ib.last),
                      side.zero.eq(ib.zero), side.k.eq(ib.k)]
+        if p.gecko:
+            m.d.comb += [side.coded.eq(ib.coded), side.codes.eq(ib.codes)]
 
         # 1. funnel
         off = Signal(_bits(W - 1))
@@ -125,9 +132,10 @@ class RecordSplitter(wiring.Component):
         for j in range(N):
             on = side.keep[j] & ~side.zero
             f = o.payload.fields[j]
+            code = Mux(side.coded, side.codes[j], codes[j]) if p.gecko else codes[j]
             m.d.sync += [
                 f.man.eq(mans[j] & mmask & on.replicate(len(f.man))),
-                f.code.eq(codes[j] & emask & on.replicate(len(f.code))),
+                f.code.eq(code & emask & on.replicate(len(f.code))),
                 f.sign.eq(signs[j][0] & k.sign & on),
             ]
         return m

@@ -18,7 +18,8 @@ from amaranth.lib.wiring import In, Out
 from .lane import cfg_supported
 from .params import HwParams, config_layout
 
-__all__ = ["BeatSequencer", "tensor_consts", "tensor_consts_layout", "beat_cmd_layout", "desc_layout"]
+__all__ = ["BeatSequencer", "tensor_consts", "tensor_consts_layout", "beat_cmd_layout", "desc_layout",
+           "gecko_consts_layout"]
 
 
 def desc_layout() -> data.StructLayout:
@@ -58,9 +59,25 @@ def tensor_consts(m: Module, p: HwParams, cfg, name: str = "consts"):
     return k
 
 
-def beat_cmd_layout(p: HwParams) -> data.StructLayout:
-    """One command of :class:`BeatSequencer`: where the beat's records are, and what it is."""
+def gecko_consts_layout(p: HwParams) -> data.StructLayout:
+    """A Gecko build's per-tensor block constants (registered here, off the parse loop)."""
     return data.StructLayout({
+        "gecko": 1,                                   # cfg.gecko
+        "nb_m1": 32,                                  # blocks - 1
+        "tail": range(p.block + 1),                   # values in the last block
+        "pw_full": range(p.block * p.max_value_bits // p.word + 2),   # plain words of a full block
+        "pw_tail": range(p.block * p.max_value_bits // p.word + 2),   # ... of the last block
+    })
+
+
+def beat_cmd_layout(p: HwParams) -> data.StructLayout:
+    """One command of :class:`BeatSequencer`: where the beat's records are, and what it is.
+
+    A Gecko build's commands also carry :func:`gecko_consts_layout` (for
+    :class:`sfp.hw.gecko_parse.GeckoParser`); a plain build's do not.
+    """
+    extra = {"g": gecko_consts_layout(p)} if p.gecko else {}
+    return data.StructLayout({**extra,
         "off": range(p.word),              # bit offset of the beat in the head word
         "need2": 1,                        # the beat's bits reach into the second word
         "pops": range(3),                  # words used up by the beat (block end: + padding)
@@ -127,6 +144,7 @@ class BeatSequencer(wiring.Component):
         p2 = Signal(data.StructLayout({
             "valid": 1, "ok": 1, "nobeat": 1, "length": 32, "beats_m2": 33, "tail_bits": range(beat_bits + 1),
             "full_bits": range(beat_bits + 1), "keep_tail": N, "k": tensor_consts_layout(p),
+            **({"g": gecko_consts_layout(p)} if p.gecko else {}),
         }))
         load = Signal()                       # the beat loop takes p2 this clock
         # P2 refills only once it is empty (a registered test): the beat loop's `load`
@@ -164,6 +182,17 @@ class BeatSequencer(wiring.Component):
                 p2.keep_tail.eq(Cat(*(tail > j for j in range(N)))),
                 p2.k.eq(tensor_consts(m, p, c)),
             ]
+            if p.gecko:
+                lgB, lgW = B.bit_length() - 1, W.bit_length() - 1
+                tailb = Signal(range(B + 1))
+                m.d.comb += tailb.eq((p1.lm1 & (B - 1)) + 1)
+                m.d.sync += [
+                    p2.g.gecko.eq(c.gecko),
+                    p2.g.nb_m1.eq(p1.lm1 >> lgB),
+                    p2.g.tail.eq(tailb),
+                    p2.g.pw_full.eq(((p1.v << lgB) + W - 1) >> lgW),
+                    p2.g.pw_tail.eq((tailb * p1.v + W - 1) >> lgW),
+                ]
             with m.If(p1.cfg.length == 0):
                 m.d.sync += p2.beats_m2.eq(-1)
 
@@ -172,7 +201,7 @@ class BeatSequencer(wiring.Component):
         t = Signal(data.StructLayout({
             "ok": 1, "nobeat": 1, "length": 32, "tail_bits": range(beat_bits + 1), "full_bits": range(beat_bits + 1),
             "lim_tail": range(-beat_bits, W + 1), "lim_full": range(-beat_bits, W + 1),   # W - bits
-            "keep_tail": N, "k": tensor_consts_layout(p),
+            "keep_tail": N, "k": tensor_consts_layout(p), **({"g": gecko_consts_layout(p)} if p.gecko else {}),
         }))
         cnt = Signal(33)                      # beats left - 2; negative: this is the last beat
         bcnt = Signal(range(-1, max(bpb - 1, 1)))   # beats left in the block - 2, signed
@@ -209,6 +238,8 @@ class BeatSequencer(wiring.Component):
             o.payload.length.eq(t.length),
             o.payload.k.eq(t.k),
         ]
+        if p.gecko:
+            m.d.comb += o.payload.g.eq(t.g)
         with m.If(step):
             m.d.sync += cnt.eq(cnt - 1)
             if bpb > 1:
@@ -225,6 +256,8 @@ class BeatSequencer(wiring.Component):
                 t.k.eq(p2.k),
                 cnt.eq(p2.beats_m2), off.eq(0),
             ]
+            if p.gecko:
+                m.d.sync += t.g.eq(p2.g)
             if bpb > 1:
                 m.d.sync += bcnt.eq(bpb - 2)
         return m

@@ -55,10 +55,6 @@ def shift_amount(m: Module, amount, max_amount: int, name: str) -> Signal:
     return s
 
 
-#: The old private name, kept while other modules still import it.
-_shift_amount = shift_amount
-
-
 def concat_records(m: Module, recs, v, width: int, prefix: str = "cat"):
     """OR-concatenate records ``recs[j] << j*v`` with a log2(N)-deep tree of shifters.
 

@@ -20,7 +20,7 @@ from amaranth.lib.wiring import In, Out
 from .params import HwParams
 from .status import status_layout
 from .unpack_seq import beat_cmd_layout, tensor_consts_layout
-from .wordpack import word_layout
+from .wordpack import len_layout, word_layout
 
 __all__ = ["RecordCutter", "window_beat_layout", "ErrorKind"]
 
@@ -34,8 +34,15 @@ class ErrorKind(enum.Enum, shape=2):
 
 
 def window_beat_layout(p: HwParams) -> data.StructLayout:
-    """One beat into the datapath: its two words and where its records start in them."""
-    return data.StructLayout({
+    """One beat into the datapath: its two words and where its records start in them.
+
+    A Gecko build's beats also carry ``coded`` and the N exponent ``codes``
+    that :class:`sfp.hw.gecko_parse.GeckoParser` decoded: the records are then
+    sign/mantissa records (``k.v = s + m``) and the codes replace their split
+    code field.
+    """
+    extra = {"coded": 1, "codes": data.ArrayLayout(p.max_exp_bits, p.lanes)} if p.gecko else {}
+    return data.StructLayout({**extra,
         "win": 2 * p.word,                 # {second word, head word}
         "off": range(p.word),
         "keep": p.lanes,
@@ -93,6 +100,18 @@ class RecordCutter(wiring.Component):
 
     Latency: a beat leaves on ``o`` in the clock after the one its last word
     entered the ring (registered output).
+
+    Gecko build (``p.gecko``): an extra port ``lens`` (the block index
+    entries of the Gecko tensors, routed by the Unpacker) and one extra
+    stage, :class:`sfp.hw.gecko_parse.GeckoParser`, which takes the place of
+    the command's ``off``/``need2``/``pops``: it parses the slice at the ring
+    head and says how many words the beat needs and uses up, where its
+    records are, the exponent codes of a coded slice, and its checks' error
+    (corrupt or length; acted on once the words it read are final).  The
+    ring is then ``2*KW`` words (KW = :func:`sfp.hw.gecko_parse.gecko_window_words`),
+    and a beat whose slice's block index entry has not arrived waits (also
+    a zero beat: the entries are consumed in order).  States, word count,
+    status entry and drain are the same.
     """
 
     RING = 4
@@ -104,45 +123,59 @@ class RecordCutter(wiring.Component):
 
     def __init__(self, p: HwParams):
         self.p = p
-        super().__init__({
+        members = {
             "words": In(stream.Signature(word_layout(p))),
             "cmd": In(stream.Signature(beat_cmd_layout(p))),
             "room": In(1),
             "o": Out(stream.Signature(window_beat_layout(p), always_ready=True)),
             "status": Out(stream.Signature(status_layout())),
             "error": Out(ErrorKind),
-        })
+        }
+        if p.gecko:
+            members["lens"] = In(stream.Signature(len_layout()))
+        super().__init__(members)
 
     def elaborate(self, platform):
         m = Module()
         p = self.p
-        W, RING = p.word, self.RING
+        W = p.word
+        gecko = p.gecko
+        if gecko:
+            # the Gecko stage: it says where each beat's records are and how many words it takes
+            from .gecko_parse import GeckoParser
+            m.submodules.gecko = gp = GeckoParser(p)
+            KW = gp.kw
+            RING = 1 << (2 * KW - 1).bit_length()   # 2*KW words of slack (see GeckoParser)
+            MAXPOP = KW
+        else:
+            RING, MAXPOP = self.RING, 2
+        lgR = (RING - 1).bit_length()
 
         # -- the ring ----------------------------------------------------------
         ring = Array(Signal(W, name=f"ring{i}") for i in range(RING))
         ring_last = Signal(RING)              # the slot holds its tensor's `last` word
-        rp = Signal(2)
-        wp = Signal(2)
+        rp = Signal(lgR)
+        wp = Signal(lgR)
         level = Signal(range(RING + 1))
         ge1 = Signal()                        # level >= 1, level >= 2: registered copies, so that
         ge2 = Signal()                        # the issue decision starts at flip-flops
-        pops = Signal(range(3))
+        pops = Signal(range(MAXPOP + 1))
         take = Signal()
         m.d.comb += [self.words.ready.eq(level < RING), take.eq(self.words.valid & self.words.ready)]
         with m.If(take):
             m.d.sync += [ring[wp].eq(self.words.payload.data), wp.eq(wp + 1),
                          ring_last.bit_select(wp, 1).eq(self.words.payload.last)]
         # the next level for each possible pop count, computed beside the issue decision
-        after = [Signal(range(RING + 2), name=f"after{k}") for k in range(3)]
-        for k in range(3):
+        after = [Signal(range(RING + 2), name=f"after{k}") for k in range(MAXPOP + 1)]
+        for k in range(MAXPOP + 1):
             m.d.comb += after[k].eq(level + take - k)
         nxt_level = Signal(range(RING + 2))
         m.d.comb += nxt_level.eq(Array(after)[pops])
         m.d.sync += [rp.eq(rp + pops), level.eq(nxt_level), ge1.eq(nxt_level >= 1), ge2.eq(nxt_level >= 2)]
         w0 = ring[rp]
-        w1 = ring[(rp + 1)[:2]]
+        w1 = ring[(rp + 1)[:lgR]]
         w0_last = ring_last.bit_select(rp, 1)
-        w1_last = ring_last.bit_select((rp + 1)[:2], 1)
+        w1_last = ring_last.bit_select((rp + 1)[:lgR], 1)
 
         # -- commands: the head (cur) and one prefetched (nxt), so that the FIFO's read
         #    enable depends on a flip-flop only ----------------------------------------
@@ -179,7 +212,33 @@ class RecordCutter(wiring.Component):
         st = self.status
         o = self.o
         popped_last = Signal()
-        m.d.comb += popped_last.eq(((pops != 0) & w0_last) | ((pops == 2) & w1_last))
+        if gecko:
+            # the head tensor's words in the ring: up to its `last` word (later slots are the
+            # next tensor's and read as zero, as the model reads words past tlast), none once
+            # that word has been used up
+            lastv = [Signal(name=f"lastv{j}") for j in range(RING)]
+            for j in range(RING):
+                m.d.comb += lastv[j].eq(ring_last.bit_select((rp + j)[:lgR], 1) & (level > j))
+            found = Cat(*lastv).any()
+            avail = Signal(range(RING + 1))
+            with m.If(ended):
+                m.d.comb += avail.eq(0)
+            with m.Elif(found):
+                for j in reversed(range(RING)):
+                    with m.If(lastv[j]):
+                        m.d.comb += avail.eq(j + 1)
+            with m.Else():
+                m.d.comb += avail.eq(level)
+            wnd = Cat(*(ring[(rp + j)[:lgR]] & (~ended & ~Cat(*lastv[:j]).any()).replicate(W) if j else
+                        ring[rp] & (~ended).replicate(W) for j in range(KW)))
+            m.d.comb += [
+                gp.wnd.eq(wnd), gp.level.eq(level), gp.avail.eq(avail), gp.decidable.eq(ended | found),
+                gp.cmd.eq(cur), gp.cmd_valid.eq(cur_v), gp.adv.eq(adv),
+            ]
+            wiring.connect(m, wiring.flipped(self.lens), gp.lens)
+            m.d.comb += popped_last.eq(Cat(*(lastv[j] & (pops > j) for j in range(min(RING, MAXPOP)))).any())
+        else:
+            m.d.comb += popped_last.eq(((pops != 0) & w0_last) | ((pops == 2) & w1_last))
         ended_new = ended | popped_last
         done = Signal()
         beat = Signal()                       # a beat is issued
@@ -190,26 +249,42 @@ class RecordCutter(wiring.Component):
 
         with m.Switch(state):
             with m.Case(self.State.RUN):
-                # fast path: a clean beat whose words are held
-                normal = cur_v & ~cur.refused & ~ended
-                hit = cur.need2 & ge1 & w0_last   # its records run past the tensor's last word
                 go = Signal()
-                m.d.comb += go.eq(normal & ~hit & Mux(cur.need2, ge2, ge1) & self.room)
-                m.d.comb += [adv.eq(go), beat.eq(go)]
-                with m.If(go):
-                    m.d.comb += pops.eq(cur.pops)
-                # the rest takes a clock to decide (off the fast path)
-                with m.If(cur_v & (cur.refused | ended | hit)):
-                    m.d.sync += [state.eq(self.State.ZERO),
-                                 err.eq(Mux(cur.refused, ErrorKind.UNSUPPORTED, ErrorKind.LENGTH))]
+                if gecko:
+                    # a slice whose checks pass and whose words are held
+                    normal = cur_v & ~cur.refused & ~gp.hold
+                    m.d.comb += go.eq(normal & (gp.err == ErrorKind.NONE) & (gp.need <= level) & self.room)
+                    m.d.comb += [adv.eq(go), beat.eq(go)]
+                    with m.If(go):
+                        m.d.comb += pops.eq(gp.pops)
+                    with m.If(cur_v & cur.refused):
+                        m.d.sync += [state.eq(self.State.ZERO), err.eq(ErrorKind.UNSUPPORTED)]
+                    with m.Elif(normal & (gp.err != ErrorKind.NONE) & gp.err_final):
+                        m.d.sync += [state.eq(self.State.ZERO), err.eq(gp.err)]
+                    fin_ok = ended_new
+                else:
+                    # fast path: a clean beat whose words are held
+                    normal = cur_v & ~cur.refused & ~ended
+                    hit = cur.need2 & ge1 & w0_last   # its records run past the tensor's last word
+                    m.d.comb += go.eq(normal & ~hit & Mux(cur.need2, ge2, ge1) & self.room)
+                    m.d.comb += [adv.eq(go), beat.eq(go)]
+                    with m.If(go):
+                        m.d.comb += pops.eq(cur.pops)
+                    # the rest takes a clock to decide (off the fast path)
+                    with m.If(cur_v & (cur.refused | ended | hit)):
+                        m.d.sync += [state.eq(self.State.ZERO),
+                                     err.eq(Mux(cur.refused, ErrorKind.UNSUPPORTED, ErrorKind.LENGTH))]
+                    fin_ok = popped_last
                 with m.If(go & cur.final):
-                    with m.If(popped_last):
+                    with m.If(fin_ok):
                         m.d.comb += done.eq(1)
                     with m.Else():                # words left before `last`
                         m.d.sync += [state.eq(self.State.DRAIN), err.eq(ErrorKind.LENGTH), len_q.eq(cur.length)]
             with m.Case(self.State.ZERO):
                 # zero beats, one a clock; meanwhile the tensor's words are popped up to `last`
                 zgo = cur_v & (self.room | cur.nobeat)
+                if gecko:                     # the slice's block index entry must be there (consumed in order)
+                    zgo = zgo & ~gp.hold
                 m.d.comb += [adv.eq(zgo), beat.eq(zgo & ~cur.nobeat), zero.eq(1)]
                 with m.If(~ended & ge1):
                     m.d.comb += pops.eq(1)
@@ -229,7 +304,7 @@ class RecordCutter(wiring.Component):
             m.d.sync += [state.eq(self.State.RUN), err.eq(ErrorKind.NONE), ended.eq(0)]
         # The word count and the status entry run one clock behind (no 32-bit adder after
         # the issue decision): pops_q is this clock's pops, nwords the sum before it.
-        pops_q = Signal(range(3))
+        pops_q = Signal(range(MAXPOP + 1))
         st_q = Signal()
         m.d.sync += [pops_q.eq(pops), st_q.eq(done), nwords.eq(Mux(st_q, 0, nwords + pops_q))]
         st_pl = st.payload
@@ -249,11 +324,23 @@ class RecordCutter(wiring.Component):
         m.d.sync += o.valid.eq(beat)
         with m.If(beat):
             m.d.sync += [
-                o.payload.win.eq(Cat(w0, w1)),
-                o.payload.off.eq(cur.off),
                 o.payload.keep.eq(cur.keep),
                 o.payload.last.eq(cur.final),
                 o.payload.zero.eq(zero),
                 o.payload.k.eq(cur.k),
             ]
+            if gecko:
+                m.d.sync += [
+                    o.payload.win.eq(gp.win),
+                    o.payload.off.eq(gp.off),
+                    o.payload.coded.eq(gp.coded),
+                    o.payload.codes.eq(gp.codes),
+                    o.payload.k.v.eq(gp.v),
+                    o.payload.k.me.eq(gp.me),
+                ]
+            else:
+                m.d.sync += [
+                    o.payload.win.eq(Cat(w0, w1)),
+                    o.payload.off.eq(cur.off),
+                ]
         return m

@@ -49,7 +49,7 @@ CONFIGS = {
     "bf16_n4_w256": HwParams(source="bf16", lanes=4, word=256, block=128),
     "fp32_n4_w128": HwParams(source="fp32", lanes=4, word=128, block=256),
     "fp32_n2_w64": HwParams(source="fp32", lanes=2, word=64, block=32, max_man_bits=16, max_exp_bits=6),
-    # Gecko builds (GeckoWordPacker / GeckoDecoder behind the same ports, plus the unpacker's s_len)
+    # Gecko builds (GeckoWordPacker / the GeckoParser stage behind the same ports, plus the unpacker's s_len)
     "bf16_n8_w128_gecko": HwParams(source="bf16", lanes=8, word=128, block=256, gecko=True),    # the default + Gecko
     "fp32_n4_w128_gecko": HwParams(source="fp32", lanes=4, word=128, block=128, group=16, gecko=True),
 }

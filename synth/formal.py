@@ -126,7 +126,7 @@ PROOFS = [
        kwargs={"queues": False},
        what="Gecko build: Unpacker m_axis/m_status obey AXI4-Stream, k-induction, any cfg, words, s_len"),
     _P("gecko_packer_credit_n2", "packer_credit", "prove", 14, lanes=2, block=16, gecko=True, group=8,
-       what="Gecko build: the queue in front of GeckoEncoder and the status queue never overflow, "
+       what="Gecko build: the Gecko back end's input queue and the status queue never overflow, "
             "unbounded (CreditGate invariants; no encoder-internal name tapped)"),
     _P("gecko_unpacker_ofifo_n2", "unpacker_ofifo", "prove", 8, lanes=2, block=16, gecko=True, group=8,
        what="Gecko build: the Unpacker's output FIFO never overflows, unbounded (as unpacker_ofifo_n2)"),

@@ -43,10 +43,11 @@ _CATALOGUE = {
     "wordpacker": ("sfp.hw.wordpack", "WordPacker", "p"),
     "wordunpacker": ("sfp.hw.wordunpack", "WordUnpacker", "p"),
     # Gecko: the Gecko back end (input queue, GeckoStage, RecordConcat of 8, the K-word
-    # BitAccumulator) / the decoder take the word packer's/unpacker's place when Gecko is built,
-    # so Gecko's share = gecko_encoder - wordpacker (+ gecko_decoder - wordunpacker).
+    # BitAccumulator) takes the word packer's place when Gecko is built, so Gecko's share
+    # = gecko_encoder - wordpacker; the decoder is a stage of the unpacker's cutter
+    # (hw/gecko_parse.py): gecko_decoder is that stage alone.
     "gecko_encoder": ("sfp.hw.gecko_stage", "GeckoWordPacker", "p"),
-    "gecko_decoder": ("sfp.hw.gecko_unpack", "GeckoDecoder", "p"),
+    "gecko_decoder": ("sfp.hw.gecko_parse", "GeckoParser", "p"),
 }
 
 #: Reported by default when available; else the lanes (see :func:`units`).

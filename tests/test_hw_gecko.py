@@ -1,9 +1,10 @@
-"""amaranth.sim tests of the Gecko back end and decoder (hw/gecko_stage.py, hw/gecko_unpack.py) vs the golden model.
+"""amaranth.sim tests of the Gecko back end (hw/gecko_stage.py) and decoder stage (hw/gecko_parse.py, in the Unpacker) vs the golden model.
 
 Expected words/lengths come from ``sfp.model.blocks.pack_image`` (what
 ``sfp.model.container.encode_image`` packs; checked equal to ``encode_image``'s
 payload for the real tensors) and expected fields from
-``sfp.model.quantize.to_fields``.  Stimuli: real training tensors (bf16) and
+``sfp.model.quantize.to_fields`` (the decoder: the Unpacker's values,
+``from_fields`` of them).  Stimuli: real training tensors (bf16) and
 fields with adversarial exponent patterns built directly (every Gecko
 mode, b = 0 groups, escapes, blocks that fall back to plain).  The packer's
 Gecko back end (:class:`GeckoWordPacker`) takes records: the test forms them
@@ -23,7 +24,7 @@ from sfp.hw.params import HwParams, ParamError
 from sfp.model import bitpack, gecko
 from sfp.model.blocks import pack_image, unpack_image
 from sfp.model.formats import Settings
-from sfp.model.quantize import Fields, as_bits, to_fields
+from sfp.model.quantize import Fields, as_bits, from_fields, to_fields
 from streams import collector, run_sim, send  # noqa: E402  (tests/streams.py)
 
 # -- stimulus --------------------------------------------------------------------
@@ -231,37 +232,38 @@ def _plain_words(f, s):
 # -- decoder -------------------------------------------------------------------------
 
 def run_decoder(p: HwParams, tensors, *, idle=0.0, ready=1.0, seed=0, out_times=None):
-    """Feed the model images of ``tensors`` [(fields, settings)]; return the output beats as dicts."""
-    from sfp.hw.gecko_unpack import GeckoDecoder
+    """Feed the model images of ``tensors`` [(fields, settings)] to the Unpacker (whose Gecko stage,
+    ``hw/gecko_parse.py``, decodes them); return its output beats and status entries."""
+    from sfp.hw.unpacker import Unpacker
 
-    dut = GeckoDecoder(p)
-    beats = []
+    dut = Unpacker(p)
+    beats, stats = [], []
     rng = random.Random(seed)
     total_beats = sum(-(-f.code.size // p.lanes) for f, s in tensors)
-    words, lens, cfgs = [], [], []
+    words, lens = [], []
     for f, s in tensors:
         w, lb, _ = expected_image(f, s)
         cfg = cfg_of(s, f.code.size)
         for k, x in enumerate(w):
             words.append(({"data": x, "last": int(k == len(w) - 1)}, cfg if k == 0 else None))
-        if s.gecko:
-            lens += [{"data": x, "last": int(k == len(lb) - 1)} for k, x in enumerate(lb)]
+        # every tensor's entries, also a cfg.gecko = 0 one's (the unpacker drops those)
+        lens += [{"data": x, "last": int(k == len(lb) - 1)} for k, x in enumerate(lb)]
 
     async def tb_words(ctx):
         for pl, cfg in words:
             while idle and rng.random() < idle:
-                ctx.set(dut.i.valid, 0)
+                ctx.set(dut.s_axis.valid, 0)
                 await ctx.tick()
-            ctx.set(dut.i.payload, pl)
-            ctx.set(dut.i.valid, 1)
+            ctx.set(dut.s_axis.payload, pl)
+            ctx.set(dut.s_axis.valid, 1)
             if cfg is not None:
                 ctx.set(dut.cfg, cfg)
-            await ctx.tick().until(dut.i.ready)
-        ctx.set(dut.i.valid, 0)
+            await ctx.tick().until(dut.s_axis.ready)
+        ctx.set(dut.s_axis.valid, 0)
 
     async def tb(ctx):
         for _ in range(40000):
-            if len(beats) >= total_beats:
+            if len(beats) >= total_beats and len(stats) >= len(tensors):
                 break
             await ctx.tick()
         for _ in range(10):
@@ -270,42 +272,46 @@ def run_decoder(p: HwParams, tensors, *, idle=0.0, ready=1.0, seed=0, out_times=
     lrng = random.Random(seed + 7)
 
     async def tb_lens(ctx):
-        await send(ctx, dut.lens, lens, lrng, idle)
+        await send(ctx, dut.s_len, lens, lrng, idle)
 
     sim = Simulator(dut)
     sim.add_clock(1e-8)
-    sim.add_testbench(collector(dut.o, beats, random.Random(seed + 3), ready, out_times), background=True)
+    sim.add_testbench(collector(dut.m_axis, beats, random.Random(seed + 3), ready, out_times), background=True)
+    sim.add_testbench(collector(dut.m_status, stats, random.Random(seed + 4), 1.0), background=True)
     sim.add_testbench(tb_words, background=True)
     sim.add_testbench(tb_lens, background=True)
     sim.add_testbench(tb)
     sim.run()
-    return beats
+    return beats, stats
 
 
 def check_decoder(p, tensors, **kw):
-    beats = run_decoder(p, tensors, **kw)
+    beats, stats = run_decoder(p, tensors, **kw)
     N = p.lanes
     k = 0
     for ti, (f, s) in enumerate(tensors):
         n = f.code.size
-        # the decoder's output equals the model's decode of the image, which equals the fields
+        # the model's decode of the image equals the fields the image was built from, and the
+        # unpacker must return those fields' values (from_fields, format.md 3.7)
         words32, block_words = pack_image(f, s)
         ref = unpack_image(words32, block_words, s, n)
         assert np.array_equal(ref.code, f.code) and np.array_equal(ref.man, f.man)
+        want = from_fields(f, s)
         for t in range(0, n, N):
             assert k < len(beats), f"tensor {ti}: only {len(beats)} beats out"
             b = beats[k]
             cnt = min(N, n - t)
             assert int(b.keep) == (1 << cnt) - 1, (ti, t, int(b.keep))
             assert int(b.last) == int(t + N >= n), (ti, t)
-            assert int(b.cfg.exp_bits) == s.exp_bits and int(b.cfg.man_bits) == s.man_bits
             for j in range(N):
-                fl = b.fields[j]
-                got = (int(fl.sign), int(fl.code), int(fl.man))
-                exp = (int(f.sign[t + j]), int(f.code[t + j]), int(f.man[t + j])) if j < cnt else (0, 0, 0)
-                assert got == exp, f"tensor {ti} value {t + j}: got {got}, expected {exp}"
+                got = int(b.data[j])
+                exp = int(want[t + j]) if j < cnt else 0
+                assert got == exp, f"tensor {ti} value {t + j}: got {got:#x}, expected {exp:#x}"
             k += 1
-    assert k == len(beats)
+        st = stats[ti]
+        assert (int(st.unsupported), int(st.corrupt), int(st.length_error)) == (0, 0, 0), ti
+        assert (int(st.values), int(st.words)) == (n, int(block_words.sum())), ti
+    assert k == len(beats) and len(stats) == len(tensors)
 
 
 def test_decoder_adversarial_smoke():
@@ -399,3 +405,25 @@ def test_decoder_throughput():
     rate = (len(times) - 1) / (times[-1] - times[0])
     print(f"decoder: {len(times)} beats out in {times[-1] - times[0] + 1} cycles: {rate:.4f} beats/cycle")
     assert rate >= 0.99
+
+
+# -- structure: the Gecko decoder is one stage of the plain unpacker (issue #9 item 1) ----------
+
+def _modules(p: HwParams) -> set[str]:
+    import re
+
+    from amaranth.back import rtlil
+
+    from sfp.hw.unpacker import Unpacker
+
+    return set(re.findall(r"^module \\(\S+)$", rtlil.convert(Unpacker(p)), re.M))
+
+
+def test_gecko_unpacker_is_the_plain_pipeline_plus_one_stage():
+    """The Gecko build's unpacker has the plain build's units and only the Gecko stage (with its
+    block index FIFO) and the s_len route queue besides; the plain build has no Gecko logic."""
+    plain = _modules(HwParams())
+    gk = _modules(HwParams(gecko=True))
+    assert not any("gecko" in name or "route" in name for name in plain), plain
+    assert gk - plain == {"top.cut.gecko", "top.cut.gecko.lfifo", "top.route_q"}, gk - plain
+    assert plain <= gk

@@ -385,7 +385,7 @@ def test_throughput(p):
     assert span == len(beats), f"unpacker: {len(beats)} beats over {span} cycles"
 
 
-# -- Gecko builds (HwParams.gecko): GeckoWordPacker / GeckoDecoder behind the same ports ----------
+# -- Gecko builds (HwParams.gecko): GeckoWordPacker / the GeckoParser stage behind the same ports ----------
 
 GK_CONFIGS = [
     HwParams(source="bf16", lanes=8, word=128, block=64, group=32, gecko=True),
