@@ -128,7 +128,7 @@ PROOFS = [
     _P("gecko_packer_credit_n2", "packer_credit", "prove", 14, lanes=2, block=16, gecko=True, group=8,
        what="Gecko build: the Gecko back end's input queue and the status queue never overflow, "
             "unbounded (CreditGate invariants; no encoder-internal name tapped)"),
-    _P("gecko_unpacker_ofifo_n2", "unpacker_ofifo", "prove", 8, lanes=2, block=16, gecko=True, group=8,
+    _P("gecko_unpacker_ofifo_n2", "unpacker_ofifo", "prove", 14, lanes=2, block=16, gecko=True, group=8,
        what="Gecko build: the Unpacker's output FIFO never overflows, unbounded (as unpacker_ofifo_n2)"),
     _P("packer_axis_n2", "packer_axis", "bmc", 24, lanes=2, block=4,
        what="Packer m_axis/m_len (and m_status) obey AXI4-Stream, any cfg"),

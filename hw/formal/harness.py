@@ -289,7 +289,7 @@ def unpacker_ofifo(p: HwParams, out_depth: int | None = None, margin: int | None
             "OUT_DEPTH": out_depth if out_depth is not None else Unpacker.OUT_DEPTH,
             "ROOM_MARGIN": margin if margin is not None else Unpacker.ROOM_MARGIN})
     depth, marg = cls.OUT_DEPTH, cls.ROOM_MARGIN
-    lat = DEQUANT_LATENCY + (0 if p.gecko else splitter_latency(p))
+    lat = DEQUANT_LATENCY + splitter_latency(p)         # the Gecko build shares the splitter too
     m = Module()
     m.submodules.dut = dut = cls(p)
     _no_reset(m)
