@@ -267,7 +267,8 @@ def build_ulx3s(p: HwParams | None = None, outdir: str = "build/board", *, desig
     ``design="loopback"``: :class:`BoardTop` (no DRAM), ``tensor_len`` values a tensor.
     ``seed``: nextpnr's placement seed.  Default: 2 for ``dram``, nextpnr's own for ``loopback``;
     at the SDRAM design's size nextpnr's default seed did not route within 17 minutes here where
-    seed 2 routed (and met timing) in 5 (docs/results.md 5).
+    seed 2 routed (and met timing) in 5 (docs/results.md 5).  The ``dram`` design is routed
+    with nextpnr's ``router2``: its default router got stuck on it.
     """
     if seed is None and design == "dram":
         seed = 2
@@ -325,8 +326,15 @@ def build_ulx3s(p: HwParams | None = None, outdir: str = "build/board", *, desig
         plat = ULX3S_85F_Platform()
         for fname, text in extra_files.items():
             plat.add_file(fname, text)
+        opts = []
+        if design == "dram":
+            # nextpnr's default router (router1) got stuck on this design (about 50,000 arcs
+            # left after 9 minutes and slowing); router2 routed it in 92 s (docs/results.md 5)
+            opts.append("--router router2")
+        if seed is not None:
+            opts.append(f"--seed {int(seed)}")
         plat.build(top, name=name, build_dir=outdir, do_program=False,
-                   **({"nextpnr_opts": f"--seed {int(seed)}"} if seed is not None else {}))
+                   **({"nextpnr_opts": " ".join(opts)} if opts else {}))
     except subprocess.CalledProcessError as exc:
         raise BoardError(f"toolchain failed ({exc}); logs in {outdir}")
     except ValueError as exc:                    # elaboration: a parameter the design cannot build
