@@ -143,7 +143,7 @@ PROOFS = [
        what="reachable: block end, tensor end, refusal"),
     _P("unpacker_cover_n2", "unpacker_cover", "cover", 28, fast=True, lanes=2, block=4,
        what="reachable: tensor end, refusal (and error flags on m_status when present)"),
-    _P("gecko_packer_cover_n2", "packer_cover", "cover", 40, lanes=2, block=16, gecko=True, group=8,
+    _P("gecko_packer_cover_n2", "packer_cover", "cover", 52, lanes=2, block=16, gecko=True, group=8,
        what="Gecko build, reachable: a block end inside a tensor (m_len), a tensor end, a refusal"),
     _P("gecko_unpacker_cover_n2", "unpacker_cover", "cover", 40, lanes=2, block=16, gecko=True, group=8,
        what="Gecko build, reachable: a tensor end, a refusal, a length error and a corrupt stream on m_status"),
