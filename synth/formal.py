@@ -128,6 +128,17 @@ PROOFS = [
     _P("gecko_packer_credit_n2", "packer_credit", "prove", 14, lanes=2, block=16, gecko=True, group=8,
        what="Gecko build: the Gecko back end's input queue and the status queue never overflow, "
             "unbounded (CreditGate invariants; no encoder-internal name tapped)"),
+    _P("gecko_backend_credit_n2", "packer_credit", "prove", 20, lanes=2, block=16, gecko=True, group=8,
+       kwargs={"backend": True},
+       what="Gecko build: GeckoWordPacker's K interleaved word queues and its length queue (behind its "
+            "weighted CreditGate) never overflow, unbounded: rows in flight (shadow line), K * in-flight + "
+            "words bounded, each bank its round-robin share; with the outer gate's invariants"),
+    _P("unpacker_inq_n2", "unpacker_inqueues", "prove", 6, lanes=2, block=4,
+       what="Unpacker: the input word and descriptor FIFOs (written under a registered ready) are never "
+            "written while full, unbounded; any cfg, words, sinks"),
+    _P("gecko_unpacker_inq_n2", "unpacker_inqueues", "prove", 6, lanes=2, block=16, gecko=True, group=8,
+       what="Gecko build: as unpacker_inq_n2, plus the s_len route queue; GeckoParser's lfifo: every "
+            "accepted entry written, never popped or used empty (k-induction)"),
     _P("gecko_unpacker_ofifo_n2", "unpacker_ofifo", "prove", 14, lanes=2, block=16, gecko=True, group=8,
        what="Gecko build: the Unpacker's output FIFO never overflows, unbounded (as unpacker_ofifo_n2)"),
     _P("packer_axis_n2", "packer_axis", "bmc", 24, lanes=2, block=4,
