@@ -179,6 +179,15 @@ PROOFS = [
     _P("unpacker_live_n2", "unpacker_live", "bmc", 16, lanes=2, block=4, max_man_bits=7, max_exp_bits=8,
        what="unpacker on arbitrary words/tlast and lengths 1..8 (16-bit records): no deadlock, "
             "ceil(length/N) beats per tensor, length_error iff words != sum L_b (with m_status)"),
+    # the stall bound (16 at N = 2, B = 4) is measured: the cover reaches 16 in step 23, and a
+    # cover of 17..22 reached none of them through step 34; the k-induction attempt at depth 24
+    # failed from unreachable states (base case passed), so the property is bounded
+    _P("unpacker_stall_cover_n2", "unpacker_stall", "cover", 26, lanes=2, block=4,
+       kwargs={"cover": True, "bound": 16},
+       what="the stall bound is tight: stalls of 1..16 clocks are reachable (16 in step 23)"),
+    _P("unpacker_stall_n2", "unpacker_stall", "bmc", 32, lanes=2, block=4, kwargs={"bound": 16},
+       what="unpacker, input offered and output ready: a word taken, a beat out or a tensor finished "
+            "at least every 17 clocks (stall counter <= 16); any cfg incl. length 0 and refusals"),
     _P("unpacker_live_refused_n2", "unpacker_live", "bmc", 16, lanes=2, block=4, max_man_bits=7, max_exp_bits=8,
        kwargs={"refused": True},
        what="as above, refused cfgs allowed too (they must complete as well)"),

@@ -872,6 +872,50 @@ def unpacker_live(p: HwParams, max_len: int = 8, stall: int = 12, refused: bool 
     return Fragment.get(m, "formal"), {"unit": "Unpacker", "params": p}
 
 
+def unpacker_stall(p: HwParams, bound: int = 12, cover: bool = False, status: bool = True):
+    """No deadlock, as a safety property: with ``m_axis.ready`` high and a word offered on
+    ``s_axis`` (and, Gecko, an entry offered on ``s_len``), the unpacker makes progress at least
+    once every ``bound`` + 1 clocks: it takes a word, emits a beat, or (``status=True``) finishes
+    a tensor (writes its ``m_status`` entry: a tensor of length 0 has no beat, so a run of them
+    buffered in the input FIFOs is progress without beats).  A harness counter counts the
+    consecutive clocks in which the offer stands and nothing of that happens (any other clock
+    clears it); it must stay <= ``bound``.  Any cfg (refusals and length 0 included), any words
+    and ``tlast``, any ``m_status`` sink.  ``cover=True`` instead covers each value 1..``bound``
+    of the counter (that the bound is reached: it is tight).
+
+    Not inductive as it stands (k-induction finds unreachable states of the sequencer and the
+    cutter that stall longer): run as a bounded check.  The bound 16 for N = 2, B = 4 is
+    measured, not derived: a cover reaches a stall of 16 clocks in step 23 (the first tensor's
+    first beat comes 22 clocks after its first word; the input closes after 6 words, when the
+    descriptor FIFO holds 3 one-word tensors) and no stall of 17 through step 34."""
+    from ..unpacker import Unpacker
+
+    m = Module()
+    m.submodules.dut = dut = Unpacker(p)
+    _no_reset(m)
+    sa, ma = dut.s_axis, dut.m_axis
+    stream_rules(m, sa.valid, sa.ready, sa.payload, role="assume", name="s_axis")
+    offer = sa.valid & ma.ready
+    if p.gecko:
+        stream_rules(m, dut.s_len.valid, dut.s_len.ready, dut.s_len.payload, role="assume", name="s_len")
+        offer = offer & dut.s_len.valid
+    frag = Fragment.get(m, "formal")
+    progress = (sa.valid & sa.ready) | (ma.valid & ma.ready)
+    if status:
+        progress = progress | tap(frag.find_subfragment("dut"), "sfifo", "w_en")
+    m2 = Module()
+    cap = bound + 5
+    stall = Signal(range(cap + 1), name="stall")
+    m2.d.sync += stall.eq(Mux(offer & ~progress, Mux(stall == cap, cap, stall + 1), 0))
+    if cover:
+        for t in range(1, bound + 1):
+            m2.d.comb += Cover(stall == t, f"a stall of {t} clocks")
+    else:
+        m2.d.comb += Assert(stall <= bound, f"more than {bound} clocks with no word taken, no beat out, "
+                                            f"no tensor finished")
+    frag.add_subfragment(Fragment.get(m2, "formal"), "stall")
+    return frag, {"unit": "Unpacker (stall bound)", "params": p}
+
 # -- reset -----------------------------------------------------------------------------
 
 
@@ -913,4 +957,5 @@ HARNESSES = {
     "unpacker_ofifo": unpacker_ofifo,
     "packer_credit": packer_credit,
     "unpacker_inqueues": unpacker_inqueues,
+    "unpacker_stall": unpacker_stall,
 }
