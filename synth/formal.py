@@ -185,7 +185,7 @@ PROOFS = [
     _P("unpacker_stall_cover_n2", "unpacker_stall", "cover", 26, lanes=2, block=4,
        kwargs={"cover": True, "bound": 16},
        what="the stall bound is tight: stalls of 1..16 clocks are reachable (16 in step 23)"),
-    _P("unpacker_stall_n2", "unpacker_stall", "bmc", 32, lanes=2, block=4, kwargs={"bound": 16},
+    _P("unpacker_stall_n2", "unpacker_stall", "bmc", 36, lanes=2, block=4, kwargs={"bound": 16},
        what="unpacker, input offered and output ready: a word taken, a beat out or a tensor finished "
             "at least every 17 clocks (stall counter <= 16); any cfg incl. length 0 and refusals"),
     _P("unpacker_live_refused_n2", "unpacker_live", "bmc", 16, lanes=2, block=4, max_man_bits=7, max_exp_bits=8,
