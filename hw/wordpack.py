@@ -601,7 +601,8 @@ class BitAccumulator(wiring.Component):
             m.d.sync += acc.eq(Mux(r_flush, 0, Array(chunks)[r_nfull]))
         n_in = Mux(r_valid, r_nout, 0)
         m.d.comb += self.retire.eq(r_valid)
-        wsel = Signal(range(kq)) if kq > 1 else Signal(1)
+        # (named: the formal harness taps them; a name is not inferred through a conditional)
+        wsel = Signal(range(kq), name="wsel") if kq > 1 else Signal(1, name="wsel")
         m.d.sync += wsel.eq(wsel + n_in)
         for q, wq in enumerate(wqs):
             j = Signal(range(kq), name=f"accw_j{q}") if kq > 1 else Const(0, 1)
@@ -615,7 +616,7 @@ class BitAccumulator(wiring.Component):
             ]
 
         # -- queues out: round robin ------------------------------------------------
-        rsel = Signal(range(kq)) if kq > 1 else Signal(1)
+        rsel = Signal(range(kq), name="rsel") if kq > 1 else Signal(1, name="rsel")
         wo = data.View(wl, Array(wq.r_data for wq in wqs)[rsel])
         m.d.comb += [
             self.words.valid.eq(Array(wq.r_rdy for wq in wqs)[rsel]),

@@ -128,6 +128,17 @@ PROOFS = [
     _P("gecko_packer_credit_n2", "packer_credit", "prove", 14, lanes=2, block=16, gecko=True, group=8,
        what="Gecko build: the Gecko back end's input queue and the status queue never overflow, "
             "unbounded (CreditGate invariants; no encoder-internal name tapped)"),
+    _P("gecko_backend_credit_n2", "packer_credit", "prove", 20, lanes=2, block=16, gecko=True, group=8,
+       kwargs={"backend": True},
+       what="Gecko build: GeckoWordPacker's K interleaved word queues and its length queue (behind its "
+            "weighted CreditGate) never overflow, unbounded: rows in flight (shadow line), K * in-flight + "
+            "words bounded, each bank its round-robin share; with the outer gate's invariants"),
+    _P("unpacker_inq_n2", "unpacker_inqueues", "prove", 6, lanes=2, block=4,
+       what="Unpacker: the input word and descriptor FIFOs (written under a registered ready) are never "
+            "written while full, unbounded; any cfg, words, sinks"),
+    _P("gecko_unpacker_inq_n2", "unpacker_inqueues", "prove", 6, lanes=2, block=16, gecko=True, group=8,
+       what="Gecko build: as unpacker_inq_n2, plus the s_len route queue; GeckoParser's lfifo: every "
+            "accepted entry written, never popped or used empty (k-induction)"),
     _P("gecko_unpacker_ofifo_n2", "unpacker_ofifo", "prove", 14, lanes=2, block=16, gecko=True, group=8,
        what="Gecko build: the Unpacker's output FIFO never overflows, unbounded (as unpacker_ofifo_n2)"),
     _P("packer_axis_n2", "packer_axis", "bmc", 24, lanes=2, block=4,
@@ -168,6 +179,15 @@ PROOFS = [
     _P("unpacker_live_n2", "unpacker_live", "bmc", 16, lanes=2, block=4, max_man_bits=7, max_exp_bits=8,
        what="unpacker on arbitrary words/tlast and lengths 1..8 (16-bit records): no deadlock, "
             "ceil(length/N) beats per tensor, length_error iff words != sum L_b (with m_status)"),
+    # the stall bound (16 at N = 2, B = 4) is measured: the cover reaches 16 in step 23, and a
+    # cover of 17..22 reached none of them through step 34; the k-induction attempt at depth 24
+    # failed from unreachable states (base case passed), so the property is bounded
+    _P("unpacker_stall_cover_n2", "unpacker_stall", "cover", 26, lanes=2, block=4,
+       kwargs={"cover": True, "bound": 16},
+       what="the stall bound is tight: stalls of 1..16 clocks are reachable (16 in step 23)"),
+    _P("unpacker_stall_n2", "unpacker_stall", "bmc", 36, lanes=2, block=4, kwargs={"bound": 16},
+       what="unpacker, input offered and output ready: a word taken, a beat out or a tensor finished "
+            "at least every 17 clocks (stall counter <= 16); any cfg incl. length 0 and refusals"),
     _P("unpacker_live_refused_n2", "unpacker_live", "bmc", 16, lanes=2, block=4, max_man_bits=7, max_exp_bits=8,
        kwargs={"refused": True},
        what="as above, refused cfgs allowed too (they must complete as well)"),

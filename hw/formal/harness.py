@@ -235,6 +235,47 @@ def _status_stream(m, dut, role):
         stream_rules(m, s.valid, s.ready, s.payload, role=role, name="m_status")
 
 
+def unpacker_inqueues(p: HwParams):
+    """The unpacker's input-side queues, unbounded (k-induction), any cfg, any AXI4-Stream words
+    (and ``s_len``), any sinks:
+
+    * the input word FIFO, the descriptor FIFO and (Gecko) the ``s_len`` route queue are
+      written with no look at their ``w_rdy`` (``s_axis.ready`` is a register computed from
+      their levels a clock before): never written while full;
+    * (Gecko) :class:`sfp.hw.gecko_parse.GeckoParser`'s block-index FIFO ``lfifo``: an entry
+      that the handshake accepts is written (its ready is the FIFO's), and the parser never
+      uses or pops an entry that is not there: a slice that needs its block's entry is
+      consumed (``adv``) only while the FIFO's head is valid (``hold`` stops it otherwise).
+    """
+    from ..unpacker import Unpacker
+
+    m = Module()
+    m.submodules.dut = dut = Unpacker(p)
+    _no_reset(m)
+    stream_rules(m, dut.s_axis.valid, dut.s_axis.ready, dut.s_axis.payload, role="assume", name="s_axis")
+    if p.gecko:
+        stream_rules(m, dut.s_len.valid, dut.s_len.ready, dut.s_len.payload, role="assume", name="s_len")
+    frag = Fragment.get(m, "formal")
+    d = frag.find_subfragment("dut")
+    checks = []
+    names = ["wfifo", "dfifo"] + (["route_q"] if p.gecko else [])
+    for q in names:
+        checks.append(Assert(~tap(d, q, "w_en") | tap(d, q, "w_rdy"), f"{q}: written while full"))
+    if p.gecko:
+        g = "cut/gecko"
+        r_en, r_rdy = tap(d, f"{g}/lfifo", "r_en"), tap(d, f"{g}/lfifo", "r_rdy")
+        w_en, w_rdy = tap(d, f"{g}/lfifo", "w_en"), tap(d, f"{g}/lfifo", "w_rdy")
+        lv, lr = tap(d, g, "lens__valid"), tap(d, g, "lens__ready")
+        adv, need = tap(d, g, "adv"), tap(d, g, "need_len")
+        checks += [
+            Assert((lv & lr) == (w_en & w_rdy), "lfifo: an s_len entry accepted but not written"),
+            Assert(~r_en | r_rdy, "lfifo: underflow (an entry popped that is not there)"),
+            Assert(~(adv & need) | r_rdy, "lfifo: a slice consumed with its block's entry missing"),
+        ]
+    frag.add_statements("comb", *checks)
+    return frag, {"unit": "Unpacker (input queues)", "params": p}
+
+
 # -- credit invariants: unbounded (k-induction) queue safety behind free-running pipelines -------
 
 
@@ -408,11 +449,99 @@ def _gecko_packer_credit(m: Module, d: Fragment, depths, margin: int, front_lat:
     ]
 
 
-def packer_credit(p: HwParams, unit: str = "packer", depth: int | None = None, margin: int | None = None):
+def _gecko_backend_credit(m: Module, d: Fragment, p: HwParams, path: str = "gecko", margin: int | None = None):
+    """The credit invariants of :class:`sfp.hw.gecko_stage.GeckoWordPacker`'s own gate (``d``: the
+    fragment that holds ``path``, the back end): its KQ interleaved word queues and its length
+    queue never overflow, unbounded.
+
+    The gate counts the rows the :class:`GeckoStage` issues (``gate.fire``); a row leaves the
+    pipeline (``gate.retire``, the accumulator's accumulate stage) exactly ``GeckoStage.latency +
+    BitAccumulator.latency_of(p) - 1`` clocks later (a shadow line, as in :func:`unpacker_ofifo`).
+    A row completes at most K words (``BitAccumulator.words_per_beat``) and one block length.
+    With S = K * in-flight + words queued: a retire changes S by (its words - K) <= 0, a pop
+    lowers it, an issue raises it by K; the gate issues only if S was <= depth - K * margin two
+    clocks before (its ``total`` and ``ready`` are registers), so S <= depth - K * margin + 3K.
+    The word queues are written round robin from ``wsel`` and read round robin from ``rsel``, so
+    each bank holds its share of the words queued (asserted exactly: bank q holds the words j <
+    count with (rsel + j) mod KQ = q, and wsel = rsel + count mod KQ), which keeps every bank
+    below its depth.  The length queue is written at the accumulator's first stage, as in the
+    plain packer (:func:`_packer_credit`)."""
+    from ..wordpack import BitAccumulator, CreditGate
+
+    g = d.find_subfragment(path)
+    acc_k = BitAccumulator.words_per_beat(p, _gecko_chunk(p))
+    kq = 1 << (acc_k - 1).bit_length()
+    gs_lat = _gecko_stage_latency(p)
+    lat = gs_lat + BitAccumulator.latency_of(p) - 1
+    fire, retire, inflight = tap(g, "gate", "fire"), tap(g, "gate", "retire"), tap(g, "gate", "inflight")
+    line = _shadow_line(m, fire, lat, "row")
+    words_q, lens_q = tap(g, "accum", "words_queued"), tap(g, "accum", "lens_queued")
+    banks = [_lutqueue_entries(g, f"accum/wq{q}") for q in range(kq)]
+    l_ent, l_en, l_rdy = _lutqueue_entries(g, "accum/lq")
+    depth = _gecko_backend_depth(p)
+    marg = CreditGate.MARGIN if margin is None else margin
+    top_w, top_l = depth - acc_k * marg, depth - marg
+    f_at = gs_lat                            # shadow stage of a row in the accumulator's first stage
+    m.d.comb += [
+        Assert(retire == line[-1], "gecko credit: a retire not L clocks after its row (latency changed?)"),
+        Assert(inflight == _popcount(line), "gecko credit: in-flight count != rows in the pipeline"),
+        Assert(words_q == _popcount([b[0] for b in banks]), "gecko credit: word count != the banks' entries"),
+        Assert(lens_q == l_ent, "gecko credit: length count != length queue"),
+        Assert(acc_k * inflight + words_q <= top_w + 3 * acc_k,
+               "gecko credit: K * in-flight + words above depth - K * margin + 3K"),
+        Assert(~l_en | line[f_at], "gecko credit: a length written with no row at the accumulator's first stage"),
+        Assert(_popcount(line[:f_at + 1]) + lens_q <= top_l + 3,
+               "gecko credit: rows before the accumulator + lengths above depth - margin + 3"),
+        Assert(~l_en | l_rdy, "gecko length queue overflow (written while full)"),
+    ]
+    for q, (_ent, w_en, w_rdy) in enumerate(banks):
+        m.d.comb += Assert(~w_en | w_rdy, f"gecko word queue {q} overflow (written while full)")
+    if kq > 1:
+        lg = (kq - 1).bit_length()
+        wsel, rsel = tap(g, "accum", "wsel"), tap(g, "accum", "rsel")
+        m.d.comb += Assert(wsel == (rsel + words_q)[:lg], "gecko credit: wsel != rsel + words queued (mod KQ)")
+        for q, (ent, _w_en, _w_rdy) in enumerate(banks):
+            o = Signal(lg, name=f"bank{q}_off")
+            m.d.comb += o.eq((q + kq - rsel)[:lg])
+            share = Mux(words_q > o, (words_q - o + (kq - 1)) >> lg, 0)
+            m.d.comb += Assert(ent == share, f"gecko credit: word queue {q} does not hold its round-robin share")
+
+
+def _gecko_chunk(p: HwParams) -> int:
+    from ..gecko_stage import gecko_chunk_bits
+    return gecko_chunk_bits(p)
+
+
+def _gecko_concat_latency(p: HwParams) -> int:
+    from ..gecko_common import SLICE
+    from ..wordpack import RecordConcat
+    return RecordConcat.latency_of(p, SLICE)
+
+
+def _gecko_stage_latency(p: HwParams) -> int:
+    """``GeckoStage.latency`` as built (the instance is only asked, never elaborated)."""
+    from ..gecko_stage import GeckoStage
+    gs = GeckoStage(p, _gecko_concat_latency(p))
+    gs._MustUse__silence = True
+    return gs.latency
+
+
+def _gecko_backend_depth(p: HwParams) -> int:
+    """The depth GeckoWordPacker gives its word queues (all banks) and its length queue."""
+    from ..gecko_common import SLICE
+    from ..wordpack import BitAccumulator, CreditGate, queue_depth
+    k = BitAccumulator.words_per_beat(p, _gecko_chunk(p))
+    flight = 1 + _gecko_stage_latency(p) + BitAccumulator.latency_of(p) + 2
+    return queue_depth(k * (flight + CreditGate.MARGIN) + p.block // SLICE)
+
+
+def packer_credit(p: HwParams, unit: str = "packer", depth: int | None = None, margin: int | None = None,
+                  backend: bool = False):
     """The plain packer's credit-gated queues never overflow, unbounded (k-induction), for any
     cfg (refusals included), any AXI4-Stream input, any sinks (see :func:`_packer_credit`).
     ``unit="wordpacker"``: :class:`WordPacker` alone (records in).  ``depth``/``margin`` build a
-    variant (a subclass) with another queue depth or credit margin."""
+    variant (a subclass) with another queue depth or credit margin.  ``backend=True`` (Gecko
+    builds) also states the Gecko back end's own credit invariants (:func:`_gecko_backend_credit`)."""
     from ..lane import DECODE_LATENCY, quantizer_latency
     from ..packer import Packer
     from ..wordpack import BitAccumulator, CreditGate, RecordConcat, WordPacker, queue_depth
@@ -444,6 +573,8 @@ def packer_credit(p: HwParams, unit: str = "packer", depth: int | None = None, m
         from ..packer import RecordFormer
         _gecko_packer_credit(m2, d, dut.queue_depths, CreditGate.MARGIN if margin is None else margin, front,
                              RecordFormer.latency)
+        if backend:                           # the Gecko back end's own gate and queues as well
+            _gecko_backend_credit(m2, d, p)
         frag.add_subfragment(Fragment.get(m2, "formal"), "credit")
         return frag, {"unit": "Packer (Gecko build; credit-gated queues)", "params": p}
     _packer_credit(m2, d, p, qd, CreditGate.MARGIN if margin is None else margin, lat, front)
@@ -741,6 +872,50 @@ def unpacker_live(p: HwParams, max_len: int = 8, stall: int = 12, refused: bool 
     return Fragment.get(m, "formal"), {"unit": "Unpacker", "params": p}
 
 
+def unpacker_stall(p: HwParams, bound: int = 12, cover: bool = False, status: bool = True):
+    """No deadlock, as a safety property: with ``m_axis.ready`` high and a word offered on
+    ``s_axis`` (and, Gecko, an entry offered on ``s_len``), the unpacker makes progress at least
+    once every ``bound`` + 1 clocks: it takes a word, emits a beat, or (``status=True``) finishes
+    a tensor (writes its ``m_status`` entry: a tensor of length 0 has no beat, so a run of them
+    buffered in the input FIFOs is progress without beats).  A harness counter counts the
+    consecutive clocks in which the offer stands and nothing of that happens (any other clock
+    clears it); it must stay <= ``bound``.  Any cfg (refusals and length 0 included), any words
+    and ``tlast``, any ``m_status`` sink.  ``cover=True`` instead covers each value 1..``bound``
+    of the counter (that the bound is reached: it is tight).
+
+    Not inductive as it stands (k-induction finds unreachable states of the sequencer and the
+    cutter that stall longer): run as a bounded check.  The bound 16 for N = 2, B = 4 is
+    measured, not derived: a cover reaches a stall of 16 clocks in step 23 (the first tensor's
+    first beat comes 22 clocks after its first word; the input closes after 6 words, when the
+    descriptor FIFO holds 3 one-word tensors) and no stall of 17 through step 34."""
+    from ..unpacker import Unpacker
+
+    m = Module()
+    m.submodules.dut = dut = Unpacker(p)
+    _no_reset(m)
+    sa, ma = dut.s_axis, dut.m_axis
+    stream_rules(m, sa.valid, sa.ready, sa.payload, role="assume", name="s_axis")
+    offer = sa.valid & ma.ready
+    if p.gecko:
+        stream_rules(m, dut.s_len.valid, dut.s_len.ready, dut.s_len.payload, role="assume", name="s_len")
+        offer = offer & dut.s_len.valid
+    frag = Fragment.get(m, "formal")
+    progress = (sa.valid & sa.ready) | (ma.valid & ma.ready)
+    if status:
+        progress = progress | tap(frag.find_subfragment("dut"), "sfifo", "w_en")
+    m2 = Module()
+    cap = bound + 5
+    stall = Signal(range(cap + 1), name="stall")
+    m2.d.sync += stall.eq(Mux(offer & ~progress, Mux(stall == cap, cap, stall + 1), 0))
+    if cover:
+        for t in range(1, bound + 1):
+            m2.d.comb += Cover(stall == t, f"a stall of {t} clocks")
+    else:
+        m2.d.comb += Assert(stall <= bound, f"more than {bound} clocks with no word taken, no beat out, "
+                                            f"no tensor finished")
+    frag.add_subfragment(Fragment.get(m2, "formal"), "stall")
+    return frag, {"unit": "Unpacker (stall bound)", "params": p}
+
 # -- reset -----------------------------------------------------------------------------
 
 
@@ -781,4 +956,6 @@ HARNESSES = {
     "reset_outputs": reset_outputs,
     "unpacker_ofifo": unpacker_ofifo,
     "packer_credit": packer_credit,
+    "unpacker_inqueues": unpacker_inqueues,
+    "unpacker_stall": unpacker_stall,
 }
