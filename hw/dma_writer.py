@@ -121,7 +121,6 @@ class DmaWriter(wiring.Component):
         ireg = Signal(W)
         icnt = Signal(range(E + 1))
         ipending = Signal(range(8))               # index words in ififo not yet covered
-        ipend_last = Signal()                     # ... one of them is the tensor's last
         ient = self.lens.payload
         flush = Signal()
         m.d.comb += [

@@ -124,7 +124,7 @@ class PackerFrontEnd(wiring.Component):
 
         m = Module()
         p = self.p
-        n, vmax = p.lanes, p.max_value_bits
+        n = p.lanes
         bpb = p.block // n
         reg = Delays(m, "fe")
 

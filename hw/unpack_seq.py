@@ -134,8 +134,6 @@ class BeatSequencer(wiring.Component):
         p = self.p
         N, W, B = p.lanes, p.word, p.block
         lgN = N.bit_length() - 1
-        mw = p.src.man_width
-        mmax, wq = p.max_man_bits, max(p.max_man_bits, 1)
         bpb = B // N
         beat_bits = N * p.max_value_bits
 

@@ -116,8 +116,8 @@ def main(argv=None) -> int:
               "energy_source": ENERGY_SOURCE, "rows": rows, "table": table,
               "seconds": round(time.monotonic() - t0, 1)}
     (build / "results.json").write_text(json.dumps(result, indent=1))
-    print(f"| container | words | store cycles | load cycles | footprint vs bf16 | speed-up vs bf16 | "
-          f"vs fp32 | bus util. store/load | energy saved vs bf16 (store+load, estimate) |")
+    print("| container | words | store cycles | load cycles | footprint vs bf16 | speed-up vs bf16 | "
+          "vs fp32 | bus util. store/load | energy saved vs bf16 (store+load, estimate) |")
     print("|---|---:|---:|---:|---:|---:|---:|---|---|")
     for r in table:
         e = r["energy_saved_vs_bf16_nJ"]
