@@ -423,6 +423,20 @@ class BitAccumulator(wiring.Component):
             "lens_queued": Out(range(depth + 2)),
         })
 
+    @staticmethod
+    def _block_lengths(m: Module, lq, max_block_words: int, f_valid, f_flush, f_nout, f_last):
+        """Counts a block's words and writes its length L_b into ``lq`` with the block's last beat
+        (``f_*``: the beat's registered fill-stage results; shared by both accumulator paths)."""
+        blk_words = Signal(range(max_block_words + 1))
+        with m.If(f_valid):
+            m.d.sync += blk_words.eq(Mux(f_flush, 0, blk_words + f_nout))
+        len_in = data.View(len_layout(), lq.w_data)
+        m.d.comb += [
+            lq.w_en.eq(f_valid & f_flush),
+            len_in.data.eq(blk_words + f_nout),
+            len_in.last.eq(f_last),
+        ]
+
     def elaborate(self, platform):
         if self.k_words > 1:
             return self._elaborate_wide()
@@ -441,7 +455,6 @@ class BitAccumulator(wiring.Component):
 
         # -- 1. fill ------------------------------------------------------------
         fill = Signal(lw)
-        blk_words = Signal(range(max_block_words + 1))
         total = Signal(lw + 1)
         m.d.comb += total.eq(fill + ib.nbits)
         full = total[lw]
@@ -456,14 +469,7 @@ class BitAccumulator(wiring.Component):
         f_valid, f_bits, f_fill = reg(iv), reg(ib.bits), reg(fill)
         f_full, f_nout, f_flush, f_last = reg(full), reg(n_out), reg(ib.flush), reg(ib.last)
         # the block's word count and length, one clock later (off the fill loop)
-        with m.If(f_valid):
-            m.d.sync += blk_words.eq(Mux(f_flush, 0, blk_words + f_nout))
-        len_in = data.View(len_layout(), lq.w_data)
-        m.d.comb += [
-            lq.w_en.eq(f_valid & f_flush),
-            len_in.data.eq(blk_words + f_nout),
-            len_in.last.eq(f_last),
-        ]
+        self._block_lengths(m, lq, max_block_words, f_valid, f_flush, f_nout, f_last)
 
         # -- 2. rotate ----------------------------------------------------------
         rot, st = shift_left_staged(m, f_bits, f_fill, 0, wbits, self.BITS_PER_STAGE, reg, rotate=True)
@@ -577,15 +583,7 @@ class BitAccumulator(wiring.Component):
             m.d.sync += fill.eq(Mux(ib.flush, 0, rest))
         f_valid, f_bits, f_fill = reg(iv), reg(ib.bits), reg(fill)
         f_nfull, f_nout, f_flush, f_last = reg(nfull), reg(n_out), reg(ib.flush), reg(ib.last)
-        blk_words = Signal(range(max_block_words + 1))
-        with m.If(f_valid):
-            m.d.sync += blk_words.eq(Mux(f_flush, 0, blk_words + f_nout))
-        len_in = data.View(len_layout(), lq.w_data)
-        m.d.comb += [
-            lq.w_en.eq(f_valid & f_flush),
-            len_in.data.eq(blk_words + f_nout),
-            len_in.last.eq(f_last),
-        ]
+        self._block_lengths(m, lq, max_block_words, f_valid, f_flush, f_nout, f_last)
 
         # -- 2. shift the chunk up to fill (a beat ends below W - 1 + chunk <= K*W) ----
         sh, st = shift_left_staged(m, f_bits, f_fill, 0, wbits - 1 + self.chunk_bits, self.BITS_PER_STAGE, reg)

@@ -37,6 +37,19 @@ def _no_reset(m: Module):
     m.d.comb += Assume(~cd.rst)
 
 
+
+def _free_unpacker(p: HwParams, cls):
+    """A module holding ``cls(p)`` (an :class:`sfp.hw.unpacker.Unpacker`) as ``dut``, out of
+    reset, with AXI4-Stream rules assumed on its inputs (``s_axis``, and ``s_len`` in a Gecko
+    build) and every input otherwise free; returns (module, dut)."""
+    m = Module()
+    m.submodules.dut = dut = cls(p)
+    _no_reset(m)
+    stream_rules(m, dut.s_axis.valid, dut.s_axis.ready, dut.s_axis.payload, role="assume", name="s_axis")
+    if p.gecko:
+        stream_rules(m, dut.s_len.valid, dut.s_len.ready, dut.s_len.payload, role="assume", name="s_len")
+    return m, dut
+
 def _fix_cfg(m: Module, cfg, **fields):
     for k, v in fields.items():
         m.d.comb += Assume(getattr(cfg, k) == v)
@@ -212,12 +225,7 @@ def unpacker_axis(p: HwParams, queues: bool = True):
     stream rules alone."""
     from ..unpacker import Unpacker
 
-    m = Module()
-    m.submodules.dut = dut = Unpacker(p)
-    _no_reset(m)
-    stream_rules(m, dut.s_axis.valid, dut.s_axis.ready, dut.s_axis.payload, role="assume", name="s_axis")
-    if p.gecko:
-        stream_rules(m, dut.s_len.valid, dut.s_len.ready, dut.s_len.payload, role="assume", name="s_len")
+    m, dut = _free_unpacker(p, Unpacker)
     stream_rules(m, dut.m_axis.valid, dut.m_axis.ready, dut.m_axis.payload, role="assert", name="m_axis")
     _status_stream(m, dut, "assert")
     # Elaborated for platform "formal": Amaranth's SyncFIFO then asserts its own
@@ -249,12 +257,7 @@ def unpacker_inqueues(p: HwParams):
     """
     from ..unpacker import Unpacker
 
-    m = Module()
-    m.submodules.dut = dut = Unpacker(p)
-    _no_reset(m)
-    stream_rules(m, dut.s_axis.valid, dut.s_axis.ready, dut.s_axis.payload, role="assume", name="s_axis")
-    if p.gecko:
-        stream_rules(m, dut.s_len.valid, dut.s_len.ready, dut.s_len.payload, role="assume", name="s_len")
+    m, dut = _free_unpacker(p, Unpacker)
     frag = Fragment.get(m, "formal")
     d = frag.find_subfragment("dut")
     checks = []
@@ -331,12 +334,7 @@ def unpacker_ofifo(p: HwParams, out_depth: int | None = None, margin: int | None
             "ROOM_MARGIN": margin if margin is not None else Unpacker.ROOM_MARGIN})
     depth, marg = cls.OUT_DEPTH, cls.ROOM_MARGIN
     lat = DEQUANT_LATENCY + splitter_latency(p)         # the Gecko build shares the splitter too
-    m = Module()
-    m.submodules.dut = dut = cls(p)
-    _no_reset(m)
-    stream_rules(m, dut.s_axis.valid, dut.s_axis.ready, dut.s_axis.payload, role="assume", name="s_axis")
-    if p.gecko:
-        stream_rules(m, dut.s_len.valid, dut.s_len.ready, dut.s_len.payload, role="assume", name="s_len")
+    m, dut = _free_unpacker(p, cls)
     frag = Fragment.get(m, "formal")
     d = frag.find_subfragment("dut")
     issued, inflight = tap(d, "", "issued"), tap(d, "", "inflight")
