@@ -143,7 +143,10 @@ class PackerFrontEnd(wiring.Component):
         m.d.comb += cfg_t.eq(Mux(first0, cfg0, tcfg))
         with m.If(v0 & first0):
             m.d.sync += tcfg.eq(cfg0)
-        keep = Mux(pl0.last, pl0.keep, Const((1 << n) - 1, n))
+        # lane 0 is always taken on the last beat: a tkeep of 0 there would end a tensor
+        # with no bits, so no word would carry its tlast and its m_status entry would
+        # wait for ever (found by the status word-count proof)
+        keep = Mux(pl0.last, pl0.keep | 1, Const((1 << n) - 1, n))
         count = Signal(range(n + 1))
         m.d.comb += count.eq(sum(keep[j] for j in range(n)))
         bb = Signal(range(max(bpb, 2)))        # beat in block
@@ -292,6 +295,8 @@ class StatusQueue(wiring.Component):
     """
 
     OUT_DEPTH = 8
+    #: An entry's front half, as queued in ``fq``.
+    FRONT = data.StructLayout({"negative": 1, "special": 1, "unsupported": 1, "values": 32})
 
     def __init__(self, p: HwParams, depth: int):
         self.p = p
@@ -307,8 +312,8 @@ class StatusQueue(wiring.Component):
 
     def elaborate(self, platform):
         m = Module()
-        front = data.StructLayout({"negative": 1, "special": 1, "unsupported": 1, "values": 32})
-        m.submodules.fq = fq = LutQueue(front.size, self.depth)
+        front = self.FRONT
+        m.submodules.fq = fq = LutQueue(front.size, self.depth, tags=(front["unsupported"].offset,))
         m.submodules.wq = wq = LutQueue(32, self.depth)
         m.submodules.oq = oq = LutQueue(status_layout().size, self.OUT_DEPTH - 1)
 

@@ -152,10 +152,19 @@ class LutQueue(wiring.Component):
     ``w_data``, ``w_rdy``, ``r_en``, ``r_data``, ``r_rdy``, ``level``: the
     entries held, output register included); holds ``depth + 1`` entries.
     Latency: 2 clocks from ``w_en`` to ``r_rdy``.
+
+    ``tags``: bit positions of ``w_data`` that a formal proof must count
+    inside the queue (a tensor's ``last`` word, a refused tensor's entry).
+    Only in formal builds (``platform == "formal"``) they are kept in a ring
+    of registers (``tag0`` .. ``tag{depth-1}``, read pointer ``tag_rd``)
+    beside the LUT-RAM, moved by the same writes and reads, and ``r_data``
+    takes them from there: the RAM holds them too, but a memory's contents
+    are out of reach of an ``Assert`` (one read port), and k-induction needs
+    them stated.  Other builds are unchanged.
     """
 
-    def __init__(self, width: int, depth: int):
-        self.width, self.depth = width, depth
+    def __init__(self, width: int, depth: int, tags: tuple = ()):
+        self.width, self.depth, self.tags = width, depth, tuple(tags)
         super().__init__({
             "w_en": In(1), "w_data": In(width), "w_rdy": Out(1),
             "r_en": In(1), "r_data": Out(width), "r_rdy": Out(1),
@@ -169,11 +178,33 @@ class LutQueue(wiring.Component):
         m.d.comb += self.level.eq(fifo.level + self.r_rdy)
         take = fifo.r_rdy & (~self.r_rdy | self.r_en)
         m.d.comb += fifo.r_en.eq(take)
+        head = fifo.r_data
+        if platform == "formal" and self.tags:
+            head = self._tag_ring(m, fifo, take)
         with m.If(take):
-            m.d.sync += [self.r_data.eq(fifo.r_data), self.r_rdy.eq(1)]
+            m.d.sync += [self.r_data.eq(head), self.r_rdy.eq(1)]
         with m.Elif(self.r_en):
             m.d.sync += self.r_rdy.eq(0)
         return m
+
+    def _tag_ring(self, m: Module, fifo, take):
+        from amaranth.hdl import Assert
+        d = self.depth
+        ring = Array(Signal(len(self.tags), name=f"tag{i}") for i in range(d))
+        rd = Signal(range(d), name="tag_rd")
+        at = fifo.level + rd                           # the write position, rd + level mod depth
+        wr = Mux(at >= d, at - d, at)
+        with m.If(fifo.w_en & fifo.w_rdy):
+            m.d.sync += ring[wr].eq(Cat(self.w_data[t] for t in self.tags))
+        with m.If(take):
+            m.d.sync += rd.eq(Mux(rd == d - 1, 0, rd + 1))
+        m.d.comb += [Assert(fifo.level <= d, "LutQueue: level above depth"),
+                     Assert(rd < d, "LutQueue: tag ring pointer out of range")]
+        head = Signal(self.width, name="tag_head")
+        m.d.comb += head.eq(fifo.r_data)
+        for k, t in enumerate(self.tags):
+            m.d.comb += head[t].eq(ring[rd][k])
+        return head
 
 
 def delay(m: Module, x, n: int, name: str = "d"):
@@ -450,7 +481,7 @@ class BitAccumulator(wiring.Component):
         iv = self.i.valid
 
         wl = word_layout(p)
-        m.submodules.wq = wq = LutQueue(wl.size, self.depth)
+        m.submodules.wq = wq = LutQueue(wl.size, self.depth, tags=(wl["last"].offset,))
         m.submodules.lq = lq = LutQueue(len_layout().size, self.depth)
 
         # -- 1. fill ------------------------------------------------------------
@@ -565,7 +596,7 @@ class BitAccumulator(wiring.Component):
         bank_depth = max(2, self.depth // kq)
         wqs = []
         for q in range(kq):
-            wq = LutQueue(wl.size, bank_depth)
+            wq = LutQueue(wl.size, bank_depth, tags=(wl["last"].offset,))
             m.submodules[f"wq{q}"] = wq
             wqs.append(wq)
         m.submodules.lq = lq = LutQueue(len_layout().size, self.depth)

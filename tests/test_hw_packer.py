@@ -296,6 +296,42 @@ def test_packer_status(p):
     assert len(stat) == len(seq)
 
 
+def test_packer_empty_last_beat():
+    """A ``tlast`` beat with ``tkeep`` = 0 is taken as ``tkeep`` = 1 (lane 0 stored): a tensor whose
+    earlier beats end exactly at a block end still gets its final word (``tlast``) and its m_status
+    entry.  Without that rule the empty block writes no word and an ``L_b`` of 0, so the tensor's
+    words carry no ``tlast`` and its status entry never comes (the status proof found it)."""
+    from sfp.hw.packer import Packer
+
+    p = PK_CONFIGS[1]                                   # N = 4, B = 16
+    rng = np.random.default_rng(11)
+    lane0 = adversarial_bits(p.source, rng, 2)
+    block = [adversarial_bits(p.source, rng, p.block), adversarial_bits(p.source, rng, 2 * p.block)]
+    cases = [make_case(np.concatenate([b, lane0[k:k + 1]]), _settings(p, {})) for k, b in enumerate(block)]
+    junk = int(rng.integers(0, 1 << 16))
+
+    def beats(c):
+        full = [{"data": list(map(int, c.bits[i:i + p.lanes])), "keep": (1 << p.lanes) - 1, "last": 0}
+                for i in range(0, c.n - 1, p.lanes)]
+        # the value that lane 0 carries on the empty last beat, then junk in the other lanes
+        return full + [{"data": [int(c.bits[-1])] + [junk] * (p.lanes - 1), "keep": 0, "last": 1}]
+
+    dut = Packer(p)
+    words, lens, stat = [], [], []
+
+    async def tb(ctx):
+        await send_tensors(ctx, dut, cases, None, 0.0, _unsup_cfg, beats)
+        for _ in range(100):
+            await ctx.tick()
+
+    run_sim(dut, tb, collectors=[collector(dut.m_axis, words, random.Random(2)),
+                                 collector(dut.m_len, lens, random.Random(3)),
+                                 collector(dut.m_status, stat, random.Random(4))])
+    assert [(int(w.data), int(w.last)) for w in words] == expected_stream(cases, "words")
+    assert [(int(x.data), int(x.last)) for x in lens] == expected_stream(cases, "lens")
+    assert status_entries(stat) == expected_packer_status(cases)
+
+
 @pytest.mark.parametrize("p", PK_CONFIGS, ids=_pid)
 @pytest.mark.parametrize("stall", [False, True])
 def test_unpacker(p, stall):

@@ -360,7 +360,7 @@ def _lutqueue_entries(d: Fragment, path: str):
 
 
 def _packer_credit(m: Module, d: Fragment, p: HwParams, depth: int, margin: int, lat: int,
-                   front_lat: int | None):
+                   front_lat: int | None, status_words: bool = False):
     """The credit invariants of the plain packer's queues behind its :class:`CreditGate`
     (``d``: the fragment that holds ``gate`` and ``accum``, and ``status_q`` when ``front_lat``
     is given: the clocks from an accepted beat to the front end's output, where the status
@@ -415,6 +415,68 @@ def _packer_credit(m: Module, d: Fragment, p: HwParams, depth: int, margin: int,
             Assert(before + s_q <= top + 3, "credit: beats before the front end + status entries too many"),
             Assert(~f_en | f_rdy, "status queue overflow (written while full)"),
         ]
+        if status_words:
+            _status_words_invariant(m, d, p, depth, lat - front_lat, s_q)
+
+
+def _tag_count(d: Fragment, path: str, depth: int, bit: int, invert: bool = False):
+    """How many entries of the :class:`sfp.hw.wordpack.LutQueue` at ``path`` (its storage and its
+    output register) have data bit ``bit`` set (clear, ``invert``): the queue's formal-build tag
+    ring (``tags=(bit,)``) read over the window ``tag_rd`` .. ``tag_rd + level``."""
+    level, rd = tap(d, f"{path}/fifo", "level"), tap(d, path, "tag_rd")
+    total = 0
+    for i in range(depth):
+        t = tap(d, path, f"tag{i}")[0]
+        if depth & (depth - 1) == 0:               # a power of two: the offset is mod 2**k for free
+            off = (i - rd)[:max(depth.bit_length() - 1, 1)]
+        else:
+            off = Mux(rd <= i, i - rd, i + depth - rd)
+        total = total + ((off < level) & (~t if invert else t))
+    r_bit = tap(d, path, "r_data")[bit]
+    return total + (tap(d, path, "r_rdy") & (~r_bit if invert else r_bit))
+
+
+def _status_words_invariant(m: Module, d: Fragment, p: HwParams, depth: int, back_lat: int, s_q):
+    """The plain packer's ``StatusQueue`` word-count queue ``wq`` never overflows, unbounded.
+
+    Follow one accepted (not refused) tensor: its front half enters ``fq`` with its last beat
+    at the front end's output, that beat retires from the accumulator ``back_lat`` clocks later
+    writing the tensor's last word (``last`` set) into the word queue or the pending word, the
+    word is taken on ``m_axis`` and its count queued in ``wq``, moved to the head register
+    ``hw``, and joined with the front half.  So, at every clock,
+
+        (accepted last beats in the back end: a shadow line of the front end's output)
+      + (pending word with ``last``) + (words with ``last`` in the word queue)
+      + (entries of ``wq``) + ``hw_v``
+      = (front halves of accepted tensors in ``fq`` and in the head register ``hf``)
+      <= ``queued``,
+
+    and the credit invariants bound ``queued``.  The ``last`` bits in the word queue and the
+    ``unsupported`` bits in ``fq`` are counted through the queues' formal-build tag rings
+    (:class:`sfp.hw.wordpack.LutQueue` ``tags``).  A tensor end that wrote no last word, or a
+    word count queued for a refused tensor, breaks the equation."""
+    from amaranth.lib import data as _data
+
+    from ..packer import StatusQueue, field_beat_layout
+    from ..wordpack import word_layout
+
+    beat = _data.View(field_beat_layout(p), tap(d, "status_q", "beat__payload"))
+    ends = _shadow_line(m, tap(d, "status_q", "beat__valid") & beat.last & ~beat.drop, back_lat, "tend")
+    last_bit = word_layout(p)["last"].offset
+    uns_bit = StatusQueue.FRONT["unsupported"].offset
+    pend_v = tap(d, "accum", "pend_v")
+    pend_last = tap(d, "accum", "pend")[last_bit]
+    hf_uns = tap(d, "status_q", "hf")[uns_bit]
+    hf_v, hw_v = tap(d, "status_q", "hf_v"), tap(d, "status_q", "hw_v")
+    cnt_ent, cnt_en, cnt_rdy = _lutqueue_entries(d, "status_q/wq")
+    lasts = _popcount(ends) + (pend_v & pend_last) + _tag_count(d, "accum/wq", depth, last_bit)
+    accepted = _tag_count(d, "status_q/fq", depth, uns_bit, invert=True) + (hf_v & ~hf_uns)
+    m.d.comb += [
+        Assert(lasts + cnt_ent + hw_v == accepted,
+               "status words: tensor ends in the back end + counts queued != accepted front halves"),
+        Assert(accepted <= s_q, "status words: accepted front halves above the status count"),
+        Assert(~cnt_en | cnt_rdy, "status word-count queue overflow (written while full)"),
+    ]
 
 
 def _gecko_packer_credit(m: Module, d: Fragment, depths, margin: int, front_lat: int, rec_lat: int):
@@ -534,12 +596,14 @@ def _gecko_backend_depth(p: HwParams) -> int:
 
 
 def packer_credit(p: HwParams, unit: str = "packer", depth: int | None = None, margin: int | None = None,
-                  backend: bool = False):
+                  backend: bool = False, status_words: bool = False):
     """The plain packer's credit-gated queues never overflow, unbounded (k-induction), for any
     cfg (refusals included), any AXI4-Stream input, any sinks (see :func:`_packer_credit`).
     ``unit="wordpacker"``: :class:`WordPacker` alone (records in).  ``depth``/``margin`` build a
     variant (a subclass) with another queue depth or credit margin.  ``backend=True`` (Gecko
-    builds) also states the Gecko back end's own credit invariants (:func:`_gecko_backend_credit`)."""
+    builds) also states the Gecko back end's own credit invariants (:func:`_gecko_backend_credit`).
+    ``status_words=True`` (plain builds) adds the invariant of the status queue's word-count
+    queue (:func:`_status_words_invariant`; a separate proof: it counts inside two queues)."""
     from ..lane import DECODE_LATENCY, quantizer_latency
     from ..packer import Packer
     from ..wordpack import BitAccumulator, CreditGate, RecordConcat, WordPacker, queue_depth
@@ -575,9 +639,10 @@ def packer_credit(p: HwParams, unit: str = "packer", depth: int | None = None, m
             _gecko_backend_credit(m2, d, p)
         frag.add_subfragment(Fragment.get(m2, "formal"), "credit")
         return frag, {"unit": "Packer (Gecko build; credit-gated queues)", "params": p}
-    _packer_credit(m2, d, p, qd, CreditGate.MARGIN if margin is None else margin, lat, front)
+    _packer_credit(m2, d, p, qd, CreditGate.MARGIN if margin is None else margin, lat, front, status_words)
     frag.add_subfragment(Fragment.get(m2, "formal"), "credit")
-    return frag, {"unit": base.__name__ + " (credit-gated queues)", "params": p}
+    return frag, {"unit": base.__name__ + " (credit-gated queues" + (", status word counts)" if status_words
+                                                                     else ")"), "params": p}
 
 
 # -- covers --------------------------------------------------------------------------
