@@ -50,7 +50,7 @@ def _write(path: str, text: str) -> None:
 
 
 def measure(build: str, unit: str, workdir: str, seeds=(1, 2, 3), freq_mhz: float = 200.0,
-            progress=None) -> dict:
+            progress=None, router: str | None = None) -> dict:
     """Synthesize ``unit`` of ``build`` once and place and route it with every seed."""
     p = HwParams(**BUILDS[build])
     factory = units(p, [unit])[unit]
@@ -74,7 +74,8 @@ def measure(build: str, unit: str, workdir: str, seeds=(1, 2, 3), freq_mhz: floa
         sdir = os.path.join(wdir, f"seed{s}")
         os.makedirs(sdir, exist_ok=True)
         shutil.copyfile(os.path.join(wdir, net), os.path.join(sdir, net))
-        pr = place_and_route(os.path.join(sdir, net), "ecp5", sdir, freq_mhz=freq_mhz, seed=s)
+        pr = place_and_route(os.path.join(sdir, net), "ecp5", sdir, freq_mhz=freq_mhz, seed=s,
+                             router=router)
         runs.append({"seed": s, "fmax_mhz": pr["fmax_mhz"], "critical_path": pr.get("critical_path", {}),
                      "utilization": pr.get("utilization", {})})
         if progress:
@@ -83,7 +84,7 @@ def measure(build: str, unit: str, workdir: str, seeds=(1, 2, 3), freq_mhz: floa
     return {"build": build, "unit": unit, "params": p.as_dict(),
             "lut": own.get("lut"), "carry": own.get("carry"), "ff": own.get("ff"), "bram": own.get("bram"),
             "lutram": own.get("lutram"), "dsp": own.get("dsp"),
-            "fmax_seed1": fm[0], "fmax_median": statistics.median(fm), "runs": runs,
+            "fmax_seed1": fm[0], "fmax_median": statistics.median(fm), "runs": runs, "router": router or "router1",
             "seconds": round(time.monotonic() - t0, 1)}
 
 
@@ -151,6 +152,8 @@ def main(argv=None) -> int:
     ap.add_argument("--freq", type=float, default=200.0, help="clock constraint (MHz)")
     ap.add_argument("--outdir", default="build/fmax")
     ap.add_argument("--json", default=None, help="also write the results to this JSON file")
+    ap.add_argument("--router", choices=("router1", "router2"), default=None,
+                    help="nextpnr router (default: nextpnr's own, router1)")
     a = ap.parse_args(argv)
     try:
         builds = [b for b in a.builds.split(",") if b]
@@ -166,7 +169,7 @@ def main(argv=None) -> int:
     for b in builds:
         for u in unit_names:
             r = measure(b, u, os.path.join(a.outdir, b, u), seeds, a.freq,
-                        progress=lambda s: print(s, file=sys.stderr, flush=True))
+                        progress=lambda s: print(s, file=sys.stderr, flush=True), router=a.router)
             results.append(r)
             if a.json:
                 _write(a.json, json.dumps(results, indent=1) + "\n")

@@ -94,14 +94,17 @@ def fmax_from_log(text: str) -> float | None:
 
 
 def place_and_route(netlist_json: str, arch: str, workdir: str, *, freq_mhz: float = 200.0,
-                    seed: int = 1, timeout: float = 3600) -> dict:
-    """nextpnr on a Yosys JSON netlist in ``workdir``; the :func:`parse_report` dict (+ ``log_fmax_mhz``)."""
+                    seed: int = 1, timeout: float = 3600, router: str | None = None) -> dict:
+    """nextpnr on a Yosys JSON netlist in ``workdir``; the :func:`parse_report` dict (+ ``log_fmax_mhz``).
+    ``router``: nextpnr's ``--router`` (``router1``, its default, or ``router2``)."""
     if arch not in DEVICES:
         raise ValueError(f"no place and route for {arch!r} (ecp5 or ice40)")
     rep = f"pnr_{arch}.json"
     log = os.path.join(workdir, f"nextpnr_{arch}.log")
     cmd = [nextpnr(arch), *DEVICES[arch]["args"], "--json", os.path.basename(netlist_json),
            "--report", rep, "--freq", f"{freq_mhz:g}", "--seed", str(seed), "--timing-allow-fail"]
+    if router:
+        cmd += ["--router", router]
     text = run(cmd, log, cwd=workdir, timeout=timeout)
     try:
         with open(os.path.join(workdir, rep)) as f:
