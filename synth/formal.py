@@ -193,6 +193,16 @@ PROOFS = [
     _P("unpacker_stall_n2", "unpacker_stall", "bmc", 36, lanes=2, block=4, kwargs={"bound": 16},
        what="unpacker, input offered and output ready: a word taken, a beat out or a tensor finished "
             "at least every 17 clocks (stall counter <= 16); any cfg incl. length 0 and refusals"),
+    # the invariants that the stall bound's k-induction needs (harness._stall_invariants), proved
+    # inductive on their own; the stall prove itself did not finish in the time available
+    # (docs/verification.md, "No deadlock")
+    _P("unpacker_path_inv_n2", "unpacker_stall", "prove", 4, lanes=2, block=4,
+       kwargs={"invariants": True, "stall_check": False, "credits": False},
+       what="Unpacker, unbounded: the commands queued and held between sequencer and cutter are ones the "
+            "sequencer makes (pops <= 1 + need2, nobeat only final and refused, refused pops nothing), "
+            "tensors in the word path = tensors in the descriptor/command path, the newest word's last "
+            "bit = first, the sequencer's P1/P2/length-0 registers consistent, word ring and input/command "
+            "FIFOs never overflow; queue contents read from the FIFOs' storage"),
     _P("unpacker_live_refused_n2", "unpacker_live", "bmc", 16, lanes=2, block=4, max_man_bits=7, max_exp_bits=8,
        kwargs={"refused": True},
        what="as above, refused cfgs allowed too (they must complete as well)"),

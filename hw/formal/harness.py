@@ -14,7 +14,7 @@ RTL renames a queue's signals, building the harness fails loudly
 
 from __future__ import annotations
 
-from amaranth import Cat, ClockDomain, Module, Mux, Signal
+from amaranth import Cat, ClockDomain, Module, Mux, Shape, Signal
 from amaranth.hdl import Assert, Assume, Cover, Fragment
 
 from ..params import HwParams
@@ -277,6 +277,45 @@ def unpacker_inqueues(p: HwParams):
         ]
     frag.add_statements("comb", *checks)
     return frag, {"unit": "Unpacker (input queues)", "params": p}
+
+
+def _field(raw, *names):
+    """A field of a struct-shaped signal found by :func:`tap` (which returns the raw signal):
+    read from the signal's struct format, so the harness need not copy the RTL's layout."""
+    f = raw._format
+    for n in names:
+        f = f._fields[n]
+    return f._value if hasattr(f, "_fields") else f._chunks[0][0]
+
+
+def _fifo_entries(d: Fragment, path: str):
+    """Every entry held by the Amaranth ``SyncFIFOBuffered`` at ``path``, as (held, data) pairs:
+    its output register (``r_rdy``, ``r_data``) and each slot of its storage ``Memory``, read
+    through an extra combinational read port that the harness adds to the elaborated memory
+    (the RTL is unchanged: the port exists only in the harness's netlist).  A slot is held when
+    it lies within ``inner_level`` entries from ``consume``.  This is what lets an invariant
+    speak of a queue's *contents* (k-induction otherwise starts from arbitrary memory)."""
+    from amaranth import Const
+    from amaranth.hdl._mem import MemoryInstance
+
+    f = d
+    for part in path.split("/"):
+        f = f.find_subfragment(part)
+    mem = f.find_subfragment("storage")
+    if not isinstance(mem, MemoryInstance):
+        raise TapError(f"{path}: storage is not a memory")
+    depth, width = mem._data.depth, Shape.cast(mem._data.shape).width
+    consume, ilevel = tap(d, path, "consume"), tap(d, path, "inner_level")
+    out = [(tap(d, path, "r_rdy"), tap(d, path, "r_data"))]
+    for a in range(depth):
+        data = Signal(width, name=f"{path.replace('/', '_')}_slot{a}")
+        mem.read_port(domain="comb", addr=Const(a, max(1, (depth - 1).bit_length())), data=data,
+                      en=Const(1, 1), transparent_for=())
+        # slot a is the ((a - consume) mod depth)-th entry after the output register
+        dist = Mux(consume <= a, a - consume, a + depth - consume)
+        held_v = dist < ilevel
+        out.append((held_v, data))
+    return out
 
 
 # -- credit invariants: unbounded (k-induction) queue safety behind free-running pipelines -------
@@ -935,7 +974,8 @@ def unpacker_live(p: HwParams, max_len: int = 8, stall: int = 12, refused: bool 
     return Fragment.get(m, "formal"), {"unit": "Unpacker", "params": p}
 
 
-def unpacker_stall(p: HwParams, bound: int = 12, cover: bool = False, status: bool = True):
+def unpacker_stall(p: HwParams, bound: int = 12, cover: bool = False, status: bool = True,
+                   invariants: bool = False, stall_check: bool = True, credits: bool = True):
     """No deadlock, as a safety property: with ``m_axis.ready`` high and a word offered on
     ``s_axis`` (and, Gecko, an entry offered on ``s_len``), the unpacker makes progress at least
     once every ``bound`` + 1 clocks: it takes a word, emits a beat, or (``status=True``) finishes
@@ -946,8 +986,11 @@ def unpacker_stall(p: HwParams, bound: int = 12, cover: bool = False, status: bo
     and ``tlast``, any ``m_status`` sink.  ``cover=True`` instead covers each value 1..``bound``
     of the counter (that the bound is reached: it is tight).
 
-    Not inductive as it stands (k-induction finds unreachable states of the sequencer and the
-    cutter that stall longer): run as a bounded check.  The bound 16 for N = 2, B = 4 is
+    Run as a bounded check.  ``invariants=True`` adds :func:`_stall_invariants` (asserted) for a
+    k-induction attempt; those invariants are proved inductive on their own
+    (``stall_check=False``, ``credits=False``: ``unpacker_path_inv_n2``), but the stall bound's
+    own induction (depth >= bound + 2, since the counter starts anywhere <= bound) did not finish
+    in the time available (docs/verification.md).  The bound 16 for N = 2, B = 4 is
     measured, not derived: a cover reaches a stall of 16 clocks in step 23 (the first tensor's
     first beat comes 22 clocks after its first word; the input closes after 6 words, when the
     descriptor FIFO holds 3 one-word tensors) and no stall of 17 through step 34."""
@@ -973,11 +1016,130 @@ def unpacker_stall(p: HwParams, bound: int = 12, cover: bool = False, status: bo
     if cover:
         for t in range(1, bound + 1):
             m2.d.comb += Cover(stall == t, f"a stall of {t} clocks")
-    else:
+    elif stall_check:
         m2.d.comb += Assert(stall <= bound, f"more than {bound} clocks with no word taken, no beat out, "
                                             f"no tensor finished")
+    if invariants:
+        _stall_invariants(m2, frag, p, credits=credits)
     frag.add_subfragment(Fragment.get(m2, "formal"), "stall")
     return frag, {"unit": "Unpacker (stall bound)", "params": p}
+
+
+def _stall_invariants(m2: Module, frag: Fragment, p: HwParams, credits: bool = True):
+    """Invariants of the plain unpacker's word and command paths, asserted (never assumed), for the
+    k-induction of the stall bound (:func:`unpacker_stall`, ``invariants=True``).  Proved inductive
+    on their own (``unpacker_path_inv_n2``: prove, depth 4, without the credit part, which
+    ``unpacker_ofifo_n2`` proves); each is true in every reachable state because:
+
+    * word ring (:func:`_ring_invariants`): ``ge1``/``ge2`` are registered from the next level,
+      the pointers move with the level, and no underflow/overflow, given the command contract:
+    * every command queued in ``cfifo`` (read from its storage, :func:`_fifo_entries`), held
+      (``cur``) or prefetched (``nxt``) is one the sequencer can make: ``pops <= 1 + need2``
+      (``pops`` is ``1 + need2`` at a block end, else ``off >= lim`` <= 1); ``nobeat`` only on a
+      final, refused command (length 0: ``cnt = -1``, ``ok = 0``); a refused command pops nothing
+      and has no ``need2`` (both masked by ``refused``).  k-induction otherwise starts from a
+      queue holding a command with ``pops = 2, need2 = 0``, which underflows the ring;
+    * tensors: the tensors whose ``last`` word the cutter has not popped (``last`` bits in
+      ``wfifo``'s entries and the ring's held slots, plus one while ``first`` is low), plus the
+      cutter's tensor once its last word is popped (``ended``), equal the tensors still in the
+      descriptor/command path (``dfifo`` entries, sequencer P1, P2, the beat loop while active,
+      final commands in ``cfifo``/``nxt``/``cur``, and the cutter in DRAIN, which has consumed its
+      final command but not its words).  Each transfer moves one tensor between two terms (a
+      first word pushes a descriptor and, with ``last``, a ``last`` bit; the cutter's ``done``
+      pops the last word as it retires the final command or leaves DRAIN).  Without it the
+      induction starts from, e.g., four descriptors and an empty word path with the input closed
+      (``s_axis.ready`` low): no progress ever;
+    * DRAIN only before the last word is popped (DRAIN is entered when the final beat did not pop
+      it, and left when it does);
+    * the newest word in the word path (``wfifo``'s tail, else the ring's) carries the ``last``
+      bit that set ``first``: no orphan words after a tensor's ``last``;
+    * sequencer: P1's ``ok`` implies a non-zero length and ``lm1 = length - 1``; P2 and the beat
+      loop's ``nobeat`` is ``length == 0``, and such a tensor has one (final, refused) command;
+    * ``wfifo``, ``dfifo`` (:func:`unpacker_inqueues`) and ``cfifo`` (its writer's ready is a
+      registered ``level < depth - 1``) are never written while full;
+    * ``credits=True``: the output FIFO's credit invariants of :func:`unpacker_ofifo`.
+    """
+    from ..dequant import DEQUANT_LATENCY
+    from ..recsplit import splitter_latency
+    from ..unpacker import Unpacker
+
+    d = frag.find_subfragment("dut")
+    level, rp, wp = tap(d, "cut", "level"), tap(d, "cut", "rp"), tap(d, "cut", "wp")
+    checks = [Assert(tap(d, "cut", n) == (level >= k), f"word ring: {n} disagrees with the level")
+              for n, k in (("ge1", 1), ("ge2", 2))]
+    checks.append(Assert(((wp - rp) & 3) == (level & 3), "word ring: pointers disagree with the level"))
+    # the input queues (unpacker_inqueues)
+    for q in ("wfifo", "dfifo"):
+        checks.append(Assert(~tap(d, q, "w_en") | tap(d, q, "w_rdy"), f"{q}: written while full"))
+    # the output FIFO's credits (unpacker_ofifo)
+    if credits:
+        lat = DEQUANT_LATENCY + splitter_latency(p)
+        issued, inflight = tap(d, "", "issued"), tap(d, "", "inflight")
+        w_en, olevel = tap(d, "ofifo", "w_en"), tap(d, "ofifo", "level")
+        line = _shadow_line(m2, issued, lat, "issued")
+        checks += [
+            Assert(w_en == line[-1], "output FIFO: a write not L clocks after an issued beat"),
+            Assert(inflight == olevel + _popcount(line), "output FIFO: credits != beats in flight + level"),
+            Assert(inflight <= Unpacker.OUT_DEPTH - Unpacker.ROOM_MARGIN + 2, "output FIFO: too many credits"),
+        ]
+    # the commands queued between the sequencer and the cutter keep the ring's contract
+    from amaranth.lib import data as _data
+
+    from ..unpack_seq import beat_cmd_layout
+    cl = beat_cmd_layout(p)
+    checks.append(Assert(~tap(d, "cfifo", "w_en") | tap(d, "cfifo", "w_rdy"), "cfifo: written while full"))
+    cq = [(h, _data.View(cl, x)) for h, x in _fifo_entries(d, "cfifo")]
+    for i, (h, c) in enumerate(cq):
+        checks.append(Assert(~h | (c.pops <= 1 + c.need2), f"cfifo entry {i} breaks pops <= 1 + need2"))
+    checks += _ring_invariants(d, p, "cut")
+    # tensors: those whose last word is not yet popped by the cutter (plus the cutter's current
+    # one once it is) = those with a descriptor or a final command still to act on
+    W = p.word
+    wq = _fifo_entries(d, "wfifo")
+    ring_last, rp_, lvl = tap(d, "cut", "ring_last"), rp, level
+    ring_held_last = [ring_last[j] & (((j - rp_) & 3) < lvl) for j in range(4)]
+    first = tap(d, "", "first")
+    t_words = _popcount([h & x[W] for h, x in wq]) + _popcount(ring_held_last) + ~first
+    cur, nxt = _data.View(cl, tap(d, "cut", "cur")), _data.View(cl, tap(d, "cut", "nxt"))
+    cur_v, nxt_v = tap(d, "cut", "cur_v"), tap(d, "cut", "nxt_v")
+    state, ended = tap(d, "cut", "state"), tap(d, "cut", "ended")
+    p1, p2 = tap(d, "seq", "p1"), tap(d, "seq", "p2")
+    t_cmds = (tap(d, "dfifo", "level") + p1[0] + p2[0] + tap(d, "seq", "active")
+              + _popcount([h & c.final for h, c in cq]) + (cur_v & cur.final) + (nxt_v & nxt.final)
+              + (state == 2))
+    n_words, n_cmds = Signal(8, name="inv_tensors_words"), Signal(8, name="inv_tensors_cmds")
+    m2.d.comb += [n_words.eq(t_words + ended), n_cmds.eq(t_cmds)]
+    checks.append(Assert(n_words == n_cmds, "tensors in the word path != tensors in the command path"))
+    checks.append(Assert(~(state == 2) | ~ended, "cutter: DRAIN after the last word was popped"))
+    # the newest word in the word path (wfifo's tail, else the ring's) is the last one accepted:
+    # its `last` bit is what `first` says (no orphan words after a tensor's `last`)
+    wmem = wq[1:]
+    wprod, wil = tap(d, "wfifo", "produce"), tap(d, "wfifo", "inner_level")
+    newest_last = Mux(lvl != 0, ring_last.bit_select((wp - 1)[:2], 1), 0)
+    newest_last = Mux(wq[0][0], wq[0][1][W], newest_last)
+    for a, (_h, x) in enumerate(wmem):
+        newest_last = Mux((wil != 0) & (wprod == (a + 1) % len(wmem)), x[W], newest_last)
+    nonempty = (wil != 0) | wq[0][0] | (lvl != 0)
+    checks.append(Assert(~nonempty | (first == newest_last), "the newest word's last bit disagrees with first"))
+    # every command (queued, held, prefetched) is one the sequencer can make
+    for i, (h, c) in enumerate(cq + [(cur_v, cur), (nxt_v, nxt)]):
+        checks += [
+            Assert(~h | ~c.nobeat | (c.final & c.refused), f"command {i}: a nobeat command not final and refused"),
+            Assert(~h | ~c.refused | ((c.pops == 0) & ~c.need2), f"command {i}: a refused command pops words"),
+        ]
+    # the sequencer's registers
+    act, cnt = tap(d, "seq", "active"), tap(d, "seq", "cnt")
+    t = tap(d, "seq", "t")
+    checks += [
+        Assert(~act | ~_field(t, "nobeat") | (cnt[-1] & ~_field(t, "ok")), "seq: a length-0 tensor with beats"),
+        Assert(~act | (_field(t, "nobeat") == (_field(t, "length") == 0)), "seq: nobeat != (length == 0)"),
+        Assert(~p2[0] | (_field(p2, "nobeat") == (_field(p2, "length") == 0)), "seq: p2 nobeat != (length == 0)"),
+        Assert(~p2[0] | ~_field(p2, "nobeat") | ((_field(p2, "beats_m2") == (1 << 33) - 1) & ~_field(p2, "ok")),
+               "seq: p2 of length 0 with beats"),
+        Assert(~p1[0] | ~_field(p1, "ok") | (_field(p1, "cfg", "length") != 0), "seq: p1 ok with length 0"),
+        Assert(~p1[0] | (_field(p1, "lm1") == (_field(p1, "cfg", "length") - 1)[:32]), "seq: p1 lm1 != length - 1"),
+    ]
+    m2.d.comb += checks
 
 # -- reset -----------------------------------------------------------------------------
 

@@ -76,6 +76,9 @@ def free_inputs(frag: Fragment) -> list:
     driven, read = {}, {}
 
     def walk(f):
+        for port in getattr(f, "_read_ports", ()):    # a memory's read data is driven by the memory
+            for sig in port._data._rhs_signals():
+                driven[id(sig)] = sig
         for stmts in f.statements.values():
             for st in stmts:
                 for sig in st._lhs_signals():
