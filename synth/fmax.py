@@ -10,8 +10,9 @@ FF, DP16KD, TRELLIS_RAMW: the unit's own synthesis, without the wrapper's
 registers), Fmax at seed 1 and the median over the seeds, and each target
 of issue #9 with whether it is met.
 
-This is a benchmark, not a test: about 3-6 minutes of nextpnr per unit and
-seed on one core.  ``python -m sfp.synth.fmax --help``.
+This is a benchmark, not a test: about 3-6 minutes of nextpnr per plain unit
+and seed on one core, 15-35 minutes per Gecko unit (routed with nextpnr's
+``router2``: the default router did not finish the Gecko packer in 28 minutes).  ``python -m sfp.synth.fmax --help``.
 """
 
 from __future__ import annotations
@@ -153,7 +154,8 @@ def main(argv=None) -> int:
     ap.add_argument("--outdir", default="build/fmax")
     ap.add_argument("--json", default=None, help="also write the results to this JSON file")
     ap.add_argument("--router", choices=("router1", "router2"), default=None,
-                    help="nextpnr router (default: nextpnr's own, router1)")
+                    help="nextpnr router (default: router1 for the plain build, router2 for the Gecko build, "
+                         "whose packer router1 did not finish routing in 28 min)")
     a = ap.parse_args(argv)
     try:
         builds = [b for b in a.builds.split(",") if b]
@@ -169,7 +171,8 @@ def main(argv=None) -> int:
     for b in builds:
         for u in unit_names:
             r = measure(b, u, os.path.join(a.outdir, b, u), seeds, a.freq,
-                        progress=lambda s: print(s, file=sys.stderr, flush=True), router=a.router)
+                        progress=lambda s: print(s, file=sys.stderr, flush=True),
+                        router=a.router or ("router2" if b == "gecko" else None))
             results.append(r)
             if a.json:
                 _write(a.json, json.dumps(results, indent=1) + "\n")
