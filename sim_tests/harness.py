@@ -93,13 +93,19 @@ SIMULATORS: tuple[str, ...] = _selected_simulators()
 
 
 def build_root() -> Path:
-    """``SFP_SIM_BUILD``, else ``<repo>/build/sim`` in a checkout, else ``./build/sim`` (installed)."""
+    """``SFP_SIM_BUILD``, else ``<repo>/build/sim`` in a checkout, else ``./build/sim`` (installed).
+
+    Under pytest-xdist each worker gets its own subfolder (``gw0``, ...): two workers building
+    the same design in one folder would overwrite each other's Verilog and simulator binary."""
     env = os.environ.get("SFP_SIM_BUILD")
     if env:
-        return Path(env).resolve()
-    if (REPO_ROOT / "pyproject.toml").is_file():
-        return (REPO_ROOT / "build" / "sim").resolve()
-    return (Path.cwd() / "build" / "sim").resolve()
+        root = Path(env)
+    elif (REPO_ROOT / "pyproject.toml").is_file():
+        root = REPO_ROOT / "build" / "sim"
+    else:
+        root = Path.cwd() / "build" / "sim"
+    worker = os.environ.get("PYTEST_XDIST_WORKER")
+    return (root / worker if worker else root).resolve()
 
 
 def _sanitize(key: str) -> str:

