@@ -313,7 +313,7 @@ class StatusQueue(wiring.Component):
     def elaborate(self, platform):
         m = Module()
         front = self.FRONT
-        m.submodules.fq = fq = LutQueue(front.size, self.depth, tags=(front["unsupported"].offset,))
+        m.submodules.fq = fq = LutQueue(front.size, self.depth)
         m.submodules.wq = wq = LutQueue(32, self.depth)
         m.submodules.oq = oq = LutQueue(status_layout().size, self.OUT_DEPTH - 1)
 

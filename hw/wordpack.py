@@ -152,19 +152,10 @@ class LutQueue(wiring.Component):
     ``w_data``, ``w_rdy``, ``r_en``, ``r_data``, ``r_rdy``, ``level``: the
     entries held, output register included); holds ``depth + 1`` entries.
     Latency: 2 clocks from ``w_en`` to ``r_rdy``.
-
-    ``tags``: bit positions of ``w_data`` that a formal proof must count
-    inside the queue (a tensor's ``last`` word, a refused tensor's entry).
-    Only in formal builds (``platform == "formal"``) they are kept in a ring
-    of registers (``tag0`` .. ``tag{depth-1}``, read pointer ``tag_rd``)
-    beside the LUT-RAM, moved by the same writes and reads, and ``r_data``
-    takes them from there: the RAM holds them too, but a memory's contents
-    are out of reach of an ``Assert`` (one read port), and k-induction needs
-    them stated.  Other builds are unchanged.
     """
 
-    def __init__(self, width: int, depth: int, tags: tuple = ()):
-        self.width, self.depth, self.tags = width, depth, tuple(tags)
+    def __init__(self, width: int, depth: int):
+        self.width, self.depth = width, depth
         super().__init__({
             "w_en": In(1), "w_data": In(width), "w_rdy": Out(1),
             "r_en": In(1), "r_data": Out(width), "r_rdy": Out(1),
@@ -178,33 +169,11 @@ class LutQueue(wiring.Component):
         m.d.comb += self.level.eq(fifo.level + self.r_rdy)
         take = fifo.r_rdy & (~self.r_rdy | self.r_en)
         m.d.comb += fifo.r_en.eq(take)
-        head = fifo.r_data
-        if platform == "formal" and self.tags:
-            head = self._tag_ring(m, fifo, take)
         with m.If(take):
-            m.d.sync += [self.r_data.eq(head), self.r_rdy.eq(1)]
+            m.d.sync += [self.r_data.eq(fifo.r_data), self.r_rdy.eq(1)]
         with m.Elif(self.r_en):
             m.d.sync += self.r_rdy.eq(0)
         return m
-
-    def _tag_ring(self, m: Module, fifo, take):
-        from amaranth.hdl import Assert
-        d = self.depth
-        ring = Array(Signal(len(self.tags), name=f"tag{i}") for i in range(d))
-        rd = Signal(range(d), name="tag_rd")
-        at = fifo.level + rd                           # the write position, rd + level mod depth
-        wr = Mux(at >= d, at - d, at)
-        with m.If(fifo.w_en & fifo.w_rdy):
-            m.d.sync += ring[wr].eq(Cat(self.w_data[t] for t in self.tags))
-        with m.If(take):
-            m.d.sync += rd.eq(Mux(rd == d - 1, 0, rd + 1))
-        m.d.comb += [Assert(fifo.level <= d, "LutQueue: level above depth"),
-                     Assert(rd < d, "LutQueue: tag ring pointer out of range")]
-        head = Signal(self.width, name="tag_head")
-        m.d.comb += head.eq(fifo.r_data)
-        for k, t in enumerate(self.tags):
-            m.d.comb += head[t].eq(ring[rd][k])
-        return head
 
 
 def delay(m: Module, x, n: int, name: str = "d"):
@@ -242,13 +211,14 @@ def queue_depth(latency: int) -> int:
 
 
 def shift_left_staged(m: Module, x, amount, weight_log2: int, width: int, bits_per_stage: int,
-                      reg, orin=None, rotate: bool = False):
+                      reg, orin=None, rotate: bool = False, name: str = "sh"):
     """``x << (amount << weight_log2)`` in ``width`` bits (or a rotation), registered after every
     ``bits_per_stage`` bits of ``amount``; ``orin`` is ORed in at the last stage.
 
     Returns ``(result, stages)``; ``amount`` is delayed inside, ``orin`` must be
     given already delayed by ``stages - 1``.  Each stage is a
     ``2^bits_per_stage``-input multiplexer per bit (constant shifts are wiring).
+    ``name`` prefixes the stages' signals (``name_0``, ...; Amaranth numbers repeats).
     """
     x = Value.cast(x)
     x = Cat(x, Const(0, width - len(x)))[:width] if len(x) < width else x[:width]
@@ -258,7 +228,7 @@ def shift_left_staged(m: Module, x, amount, weight_log2: int, width: int, bits_p
     for lo in range(0, nb, bits_per_stage):
         hi = min(lo + bits_per_stage, nb)
         part = amount[lo:hi]
-        nxt = Signal(width, name=f"sh{id(x) & 0xffff:x}_{lo}")
+        nxt = Signal(width, name=f"{name}_{lo}")
         with m.Switch(part):
             for c in range(1 << (hi - lo)):
                 k = (c << (lo + weight_log2))
@@ -346,7 +316,7 @@ class RecordConcat(wiring.Component):
                 nst = -(-len(v) // self.BITS_PER_STAGE)
                 lo_d = delay(m, lo, nst - 1, f"cat_l{level}_{k}_lo")
                 out, st = shift_left_staged(m, hi, v, level, wlo + whi, self.BITS_PER_STAGE,
-                                            reg, orin=Cat(lo_d, Const(0, whi)))
+                                            reg, orin=Cat(lo_d, Const(0, whi)), name=f"cat_sh{level}_{k}")
                 merged.append((out, wlo + whi))
             chunks = merged
             v = delay(m, v, st, f"cat_v{level}")
@@ -481,7 +451,7 @@ class BitAccumulator(wiring.Component):
         iv = self.i.valid
 
         wl = word_layout(p)
-        m.submodules.wq = wq = LutQueue(wl.size, self.depth, tags=(wl["last"].offset,))
+        m.submodules.wq = wq = LutQueue(wl.size, self.depth)
         m.submodules.lq = lq = LutQueue(len_layout().size, self.depth)
 
         # -- 1. fill ------------------------------------------------------------
@@ -503,7 +473,8 @@ class BitAccumulator(wiring.Component):
         self._block_lengths(m, lq, max_block_words, f_valid, f_flush, f_nout, f_last)
 
         # -- 2. rotate ----------------------------------------------------------
-        rot, st = shift_left_staged(m, f_bits, f_fill, 0, wbits, self.BITS_PER_STAGE, reg, rotate=True)
+        rot, st = shift_left_staged(m, f_bits, f_fill, 0, wbits, self.BITS_PER_STAGE, reg, rotate=True,
+                                    name="fill_rot")
         # beside it, the mask of the bits below fill (bit k: k < fill) in two
         # register stages: fill = 2^lo_w * a + b decodes into a > i, a == i, b > j,
         # then bit 2^lo_w * i + j = (a > i) | (a == i) & (b > j): one LUT
@@ -596,7 +567,7 @@ class BitAccumulator(wiring.Component):
         bank_depth = max(2, self.depth // kq)
         wqs = []
         for q in range(kq):
-            wq = LutQueue(wl.size, bank_depth, tags=(wl["last"].offset,))
+            wq = LutQueue(wl.size, bank_depth)
             m.submodules[f"wq{q}"] = wq
             wqs.append(wq)
         m.submodules.lq = lq = LutQueue(len_layout().size, self.depth)
@@ -617,7 +588,8 @@ class BitAccumulator(wiring.Component):
         self._block_lengths(m, lq, max_block_words, f_valid, f_flush, f_nout, f_last)
 
         # -- 2. shift the chunk up to fill (a beat ends below W - 1 + chunk <= K*W) ----
-        sh, st = shift_left_staged(m, f_bits, f_fill, 0, wbits - 1 + self.chunk_bits, self.BITS_PER_STAGE, reg)
+        sh, st = shift_left_staged(m, f_bits, f_fill, 0, wbits - 1 + self.chunk_bits, self.BITS_PER_STAGE, reg,
+                                   name="fill_sh")
         sh = Cat(sh, Const(0, K * wbits - len(sh)))
         r_valid, r_nfull, r_nout = delay(m, f_valid, st, "accw_rv"), delay(m, f_nfull, st, "accw_rn"), \
             delay(m, f_nout, st, "accw_ro")

@@ -112,7 +112,7 @@ PROOFS = [
     _P("packer_status_words_n2", "packer_credit", "bmc", 24, lanes=2, block=4, kwargs={"status_words": True},
        what="Packer: the status queue's word-count queue never overflows, bounded: accepted tensor ends "
             "in the back end (shadow line) + last words in the word queue and pending word + counts queued "
-            "= accepted front halves (the queues' formal tag rings), with the credit invariants "
+            "= accepted front halves (counted in the queues' storage), with the credit invariants "
             "(k-induction at 24 fails from an unreachable state: docs/verification.md)"),
     _P("unpacker_ofifo_n1", "unpacker_ofifo", "prove", 14, lanes=1, block=2,
        what="as unpacker_ofifo_n2, N = 1, B = 2"),

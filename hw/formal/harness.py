@@ -288,13 +288,13 @@ def _field(raw, *names):
     return f._value if hasattr(f, "_fields") else f._chunks[0][0]
 
 
-def _fifo_entries(d: Fragment, path: str):
-    """Every entry held by the Amaranth ``SyncFIFOBuffered`` at ``path``, as (held, data) pairs:
-    its output register (``r_rdy``, ``r_data``) and each slot of its storage ``Memory``, read
-    through an extra combinational read port that the harness adds to the elaborated memory
-    (the RTL is unchanged: the port exists only in the harness's netlist).  A slot is held when
-    it lies within ``inner_level`` entries from ``consume``.  This is what lets an invariant
-    speak of a queue's *contents* (k-induction otherwise starts from arbitrary memory)."""
+def _storage_slots(d: Fragment, path: str, level: str):
+    """The slots of the storage ``Memory`` of the Amaranth FIFO at ``path`` that hold entries, as
+    (held, data) pairs, in no particular order: each slot is read through an extra combinational
+    read port that the harness adds to the elaborated memory (the RTL is unchanged: the port
+    exists only in the harness's netlist); slot a is held when it lies within ``level`` (the name
+    of the FIFO's count of stored entries) entries from ``consume``.  This is what lets an
+    invariant speak of a queue's *contents*: k-induction otherwise starts from arbitrary memory."""
     from amaranth import Const
     from amaranth.hdl._mem import MemoryInstance
 
@@ -305,17 +305,29 @@ def _fifo_entries(d: Fragment, path: str):
     if not isinstance(mem, MemoryInstance):
         raise TapError(f"{path}: storage is not a memory")
     depth, width = mem._data.depth, Shape.cast(mem._data.shape).width
-    consume, ilevel = tap(d, path, "consume"), tap(d, path, "inner_level")
-    out = [(tap(d, path, "r_rdy"), tap(d, path, "r_data"))]
+    consume, held = tap(d, path, "consume"), tap(d, path, level)
+    out = []
     for a in range(depth):
         data = Signal(width, name=f"{path.replace('/', '_')}_slot{a}")
         mem.read_port(domain="comb", addr=Const(a, max(1, (depth - 1).bit_length())), data=data,
                       en=Const(1, 1), transparent_for=())
-        # slot a is the ((a - consume) mod depth)-th entry after the output register
+        # slot a is the ((a - consume) mod depth)-th entry in the storage
         dist = Mux(consume <= a, a - consume, a + depth - consume)
-        held_v = dist < ilevel
-        out.append((held_v, data))
+        out.append((dist < held, data))
     return out
+
+
+def _fifo_entries(d: Fragment, path: str):
+    """Every entry held by the Amaranth ``SyncFIFOBuffered`` at ``path``, as (held, data) pairs:
+    its output register (``r_rdy``, ``r_data``) and the slots of its storage
+    (:func:`_storage_slots`, counted by its ``inner_level``)."""
+    return [(tap(d, path, "r_rdy"), tap(d, path, "r_data"))] + _storage_slots(d, path, "inner_level")
+
+
+def _lutqueue_contents(d: Fragment, path: str):
+    """Every entry held by the :class:`sfp.hw.wordpack.LutQueue` at ``path``, as (held, data)
+    pairs: its output register and the slots of its ``SyncFIFO``'s storage."""
+    return [(tap(d, path, "r_rdy"), tap(d, path, "r_data"))] + _storage_slots(d, f"{path}/fifo", "level")
 
 
 # -- credit invariants: unbounded (k-induction) queue safety behind free-running pipelines -------
@@ -455,27 +467,16 @@ def _packer_credit(m: Module, d: Fragment, p: HwParams, depth: int, margin: int,
             Assert(~f_en | f_rdy, "status queue overflow (written while full)"),
         ]
         if status_words:
-            _status_words_invariant(m, d, p, depth, lat - front_lat, s_q)
+            _status_words_invariant(m, d, p, lat - front_lat, s_q)
 
 
-def _tag_count(d: Fragment, path: str, depth: int, bit: int, invert: bool = False):
-    """How many entries of the :class:`sfp.hw.wordpack.LutQueue` at ``path`` (its storage and its
-    output register) have data bit ``bit`` set (clear, ``invert``): the queue's formal-build tag
-    ring (``tags=(bit,)``) read over the window ``tag_rd`` .. ``tag_rd + level``."""
-    level, rd = tap(d, f"{path}/fifo", "level"), tap(d, path, "tag_rd")
-    total = 0
-    for i in range(depth):
-        t = tap(d, path, f"tag{i}")[0]
-        if depth & (depth - 1) == 0:               # a power of two: the offset is mod 2**k for free
-            off = (i - rd)[:max(depth.bit_length() - 1, 1)]
-        else:
-            off = Mux(rd <= i, i - rd, i + depth - rd)
-        total = total + ((off < level) & (~t if invert else t))
-    r_bit = tap(d, path, "r_data")[bit]
-    return total + (tap(d, path, "r_rdy") & (~r_bit if invert else r_bit))
+def _bit_count(d: Fragment, path: str, bit: int, invert: bool = False):
+    """How many entries held by the :class:`sfp.hw.wordpack.LutQueue` at ``path`` (its storage
+    and its output register) have data bit ``bit`` set (clear, ``invert``)."""
+    return _popcount([held & (~x[bit] if invert else x[bit]) for held, x in _lutqueue_contents(d, path)])
 
 
-def _status_words_invariant(m: Module, d: Fragment, p: HwParams, depth: int, back_lat: int, s_q):
+def _status_words_invariant(m: Module, d: Fragment, p: HwParams, back_lat: int, s_q):
     """The plain packer's ``StatusQueue`` word-count queue ``wq`` never overflows, unbounded.
 
     Follow one accepted (not refused) tensor: its front half enters ``fq`` with its last beat
@@ -491,8 +492,7 @@ def _status_words_invariant(m: Module, d: Fragment, p: HwParams, depth: int, bac
       <= ``queued``,
 
     and the credit invariants bound ``queued``.  The ``last`` bits in the word queue and the
-    ``unsupported`` bits in ``fq`` are counted through the queues' formal-build tag rings
-    (:class:`sfp.hw.wordpack.LutQueue` ``tags``).  A tensor end that wrote no last word, or a
+    ``unsupported`` bits in ``fq`` are counted in the queues' storage (:func:`_bit_count`).  A tensor end that wrote no last word, or a
     word count queued for a refused tensor, breaks the equation."""
     from amaranth.lib import data as _data
 
@@ -508,8 +508,8 @@ def _status_words_invariant(m: Module, d: Fragment, p: HwParams, depth: int, bac
     hf_uns = tap(d, "status_q", "hf")[uns_bit]
     hf_v, hw_v = tap(d, "status_q", "hf_v"), tap(d, "status_q", "hw_v")
     cnt_ent, cnt_en, cnt_rdy = _lutqueue_entries(d, "status_q/wq")
-    lasts = _popcount(ends) + (pend_v & pend_last) + _tag_count(d, "accum/wq", depth, last_bit)
-    accepted = _tag_count(d, "status_q/fq", depth, uns_bit, invert=True) + (hf_v & ~hf_uns)
+    lasts = _popcount(ends) + (pend_v & pend_last) + _bit_count(d, "accum/wq", last_bit)
+    accepted = _bit_count(d, "status_q/fq", uns_bit, invert=True) + (hf_v & ~hf_uns)
     m.d.comb += [
         Assert(lasts + cnt_ent + hw_v == accepted,
                "status words: tensor ends in the back end + counts queued != accepted front halves"),
