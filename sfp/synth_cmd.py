@@ -57,6 +57,8 @@ def cmd_synth(args) -> int:
         raise CliError("--liberty applies to --target generic")
     if args.pnr and args.target not in ("ecp5", "ice40"):
         raise CliError(f"--pnr needs --target ecp5 or ice40 (got {args.target})")
+    if args.router and not args.pnr:
+        raise CliError("--router applies to --pnr")
     unit_names = [u.strip() for u in args.units.split(",") if u.strip()] if args.units else None
     progress = None if args.quiet else _say
     try:
@@ -67,7 +69,8 @@ def cmd_synth(args) -> int:
             except ValueError as exc:
                 raise CliError(f"{args.config}: {exc}")
             results = run_sweep(configs, args.target, args.outdir, pnr=args.pnr, liberty=args.liberty,
-                                unit_names=unit_names, jobs=args.jobs, freq_mhz=args.freq, progress=progress)
+                                unit_names=unit_names, jobs=args.jobs, freq_mhz=args.freq, router=args.router,
+                                progress=progress)
             paths = write_outputs(results, args.target, args.outdir)
             if args.json:
                 print(json.dumps(results, indent=1))
@@ -84,7 +87,7 @@ def cmd_synth(args) -> int:
         p = load_config(args.config) or HwParams()
         try:
             res = run_config(p, args.target, args.outdir, pnr=args.pnr, liberty=args.liberty,
-                             unit_names=unit_names, freq_mhz=args.freq, progress=progress)
+                             unit_names=unit_names, freq_mhz=args.freq, router=args.router, progress=progress)
         except ValueError as exc:
             raise CliError(str(exc))
     except ToolError as exc:
@@ -147,6 +150,8 @@ def register(sub) -> None:
     s.add_argument("--target", choices=TARGETS, default="generic", help="default: generic")
     s.add_argument("--pnr", action="store_true", help="place and route (ecp5: LFE5U-85F; ice40: HX8K) for post-route Fmax")
     s.add_argument("--freq", type=float, default=200.0, metavar="MHZ", help="clock constraint for --pnr (default 200)")
+    s.add_argument("--router", choices=("router1", "router2"), help="nextpnr router for --pnr (default: nextpnr's, "
+                   "router1; router2 routes the large and the Gecko designs much sooner)")
     s.add_argument("--liberty", metavar="FILE", help="map onto this standard-cell library: area from the library (generic target); "
                    "memories are reported in bits, apart from the logic area")
     s.add_argument("--pdk", choices=("sky130",), help="map onto an open PDK's cells: sky130 = sky130_fd_sc_hd, an area-only "

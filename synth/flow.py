@@ -53,8 +53,9 @@ def _write(path: str, text: str) -> None:
 
 
 def run_job(pdict: dict, unit: str, target: str, workdir: str, pnr: bool = False,
-            liberty: str | None = None, freq_mhz: float = 200.0, seed: int = 1) -> dict:
-    """Synthesize one unit of one configuration for one target (and place and route it).
+            liberty: str | None = None, freq_mhz: float = 200.0, seed: int = 1, router: str | None = None) -> dict:
+    """Synthesize one unit of one configuration for one target (and place and route it; ``router``:
+    nextpnr's ``--router``, default its own).
 
     Returns the metrics dict; ``seconds`` is the wall time.  Raises ToolError/ValueError.
     """
@@ -82,7 +83,7 @@ def run_job(pdict: dict, unit: str, target: str, workdir: str, pnr: bool = False
                                      f"{wrapped['lut']} LUTs + {wrapped['carry']} carries > {ICE40_LC} logic cells"}
         else:
             pr = place_and_route(os.path.join(workdir, "wrap", net), target, os.path.join(workdir, "wrap"),
-                                 freq_mhz=freq_mhz, seed=seed)
+                                 freq_mhz=freq_mhz, seed=seed, router=router)
             out["pnr"] = pr
             out["fmax_mhz"] = pr["fmax_mhz"]
     out["seconds"] = round(time.monotonic() - t0, 1)
@@ -103,7 +104,7 @@ def total_of(per_unit: dict[str, dict]) -> dict:
 
 def run_config(p: HwParams, target: str, outdir: str, *, pnr: bool = False, liberty: str | None = None,
                unit_names: list[str] | None = None, freq_mhz: float = 200.0, seed: int = 1,
-               progress: Callable[[str], None] | None = None) -> dict:
+               router: str | None = None, progress: Callable[[str], None] | None = None) -> dict:
     """Every unit of ``p`` for ``target``, one after the other; ``{"params", "target", "tool", "units", "total"}``."""
     if target not in TARGETS:
         raise ValueError(f"unknown target {target!r} (one of {', '.join(TARGETS)})")
@@ -116,7 +117,7 @@ def run_config(p: HwParams, target: str, outdir: str, *, pnr: bool = False, libe
         if progress:
             progress(f"[{i}/{len(names)}] {config_tag(p)} {name}: {target} synthesis{' + place and route' if pnr else ''} ...")
         per_unit[name] = run_job(p.as_dict(), name, target, os.path.join(base, name), pnr=pnr,
-                                 liberty=liberty, freq_mhz=freq_mhz, seed=seed)
+                                 liberty=liberty, freq_mhz=freq_mhz, seed=seed, router=router)
         if progress:
             progress(f"[{i}/{len(names)}] {name}: done in {per_unit[name]['seconds']} s")
     res = {"params": p.as_dict(), "target": target, "tool": tool_version(yosys()), "units": per_unit,

@@ -113,4 +113,6 @@ def place_and_route(netlist_json: str, arch: str, workdir: str, *, freq_mhz: flo
         raise ToolError(f"cannot read the nextpnr report in {workdir}: {exc}")
     out["log_fmax_mhz"] = fmax_from_log(text)
     out["device"] = DEVICES[arch]["name"]
+    out["router"] = router or "router1"
+    out["seed"] = seed
     return out

@@ -73,7 +73,7 @@ def throughput_gbs(p: HwParams, fmax_mhz: float | None) -> float | None:
 
 def run_sweep(configs: list[dict], target: str, outdir: str, *, pnr: bool = False, liberty: str | None = None,
               unit_names: list[str] | None = None, jobs: int | None = None, freq_mhz: float = 200.0,
-              progress: Callable[[str], None] | None = None) -> list[dict]:
+              router: str | None = None, progress: Callable[[str], None] | None = None) -> list[dict]:
     """Every unit of every configuration; one result per configuration (as :func:`sfp.synth.flow.run_config`)."""
     todo = []
     for d in configs:
@@ -89,7 +89,7 @@ def run_sweep(configs: list[dict], target: str, outdir: str, *, pnr: bool = Fals
         progress(f"sweep: {len(configs)} configurations, {len(todo)} jobs ({target}"
                  f"{' + place and route' if pnr else ''}), {jobs} in parallel")
     with cf.ProcessPoolExecutor(max_workers=jobs) as ex:
-        futs = {ex.submit(run_job, d, name, target, wd, pnr, liberty, freq_mhz): (configs.index(d), name)
+        futs = {ex.submit(run_job, d, name, target, wd, pnr, liberty, freq_mhz, 1, router): (configs.index(d), name)
                 for d, name, wd in todo}
         for done, fut in enumerate(cf.as_completed(futs), 1):
             key = futs[fut]
