@@ -255,8 +255,11 @@ def test_cli_bad_combinations(tmp_path, capsys):
     assert sfp_main(["synth", "--units", "nope", "--outdir", str(tmp_path / "o")]) == 2
     assert sfp_main(["board", "nosuchboard"]) == 2
     assert sfp_main(["synth", "--sweep", "--config", str(tmp_path / "missing.json")]) == 2
+    assert sfp_main(["synth", "--router", "router2", "--target", "ecp5", "--outdir", str(tmp_path / "o")]) == 2
     err = capsys.readouterr().err
-    assert "Traceback" not in err and len(err.strip().splitlines()) == 5
+    assert "Traceback" not in err and len(err.strip().splitlines()) == 6
+    assert err.strip().splitlines()[-1] == "sfp: error: --router applies to --pnr"
+    assert not (tmp_path / "o").exists()
 
 
 @needs_yosys
