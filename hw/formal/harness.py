@@ -516,6 +516,32 @@ def _status_words_invariant(m: Module, d: Fragment, p: HwParams, back_lat: int, 
         Assert(accepted <= s_q, "status words: accepted front halves above the status count"),
         Assert(~cnt_en | cnt_rdy, "status word-count queue overflow (written while full)"),
     ]
+    _front_tensor_invariant(m, d, p)
+
+
+def _front_tensor_invariant(m: Module, d: Fragment, p: HwParams):
+    """The front end's per-tensor registers agree: once a tensor has been open at the input for
+    four clocks (so its first beat has passed the refusal stage), ``tdrop`` is exactly the refusal
+    of the settings held in ``tcfg``.  Reachable states satisfy it by construction; k-induction
+    needs it said, or it starts inside an accepted tensor whose held settings would be refused
+    (say ``exp_bits`` = 0, a record width of 0): its last beat then writes no word, and the
+    status equation above breaks in a state no reset can reach."""
+    from amaranth.lib import data as _data
+
+    from ..lane import cfg_checks
+    from ..params import config_layout
+
+    in_tensor = tap(d, "front", "in_tensor")
+    tcfg = _data.View(config_layout(), tap(d, "front", "tcfg"))
+    tdrop = tap(d, "front", "tdrop")
+    held = in_tensor
+    for k in range(3):                     # in_tensor of 1, 2 and 3 clocks ago
+        r = Signal(name=f"in_tensor_d{k + 1}")
+        m.d.sync += r.eq(in_tensor if k == 0 else prev)
+        prev = r
+        held = held & r
+    ok = Cat(*cfg_checks(p, tcfg)).all()
+    m.d.comb += Assert(~held | (tdrop == ~ok), "front end: tdrop is not the refusal of the held tcfg")
 
 
 def _gecko_packer_credit(m: Module, d: Fragment, depths, margin: int, front_lat: int, rec_lat: int):
