@@ -492,8 +492,9 @@ def _status_words_invariant(m: Module, d: Fragment, p: HwParams, back_lat: int, 
       <= ``queued``,
 
     and the credit invariants bound ``queued``.  The ``last`` bits in the word queue and the
-    ``unsupported`` bits in ``fq`` are counted in the queues' storage (:func:`_bit_count`).  A tensor end that wrote no last word, or a
-    word count queued for a refused tensor, breaks the equation."""
+    ``unsupported`` bits in ``fq`` are counted in the queues' storage (:func:`_bit_count`).  A
+    tensor end that wrote no last word, or a word count queued for a refused tensor, breaks the
+    equation."""
     from amaranth.lib import data as _data
 
     from ..packer import StatusQueue, field_beat_layout
@@ -534,12 +535,7 @@ def _front_tensor_invariant(m: Module, d: Fragment, p: HwParams):
     in_tensor = tap(d, "front", "in_tensor")
     tcfg = _data.View(config_layout(), tap(d, "front", "tcfg"))
     tdrop = tap(d, "front", "tdrop")
-    held = in_tensor
-    for k in range(3):                     # in_tensor of 1, 2 and 3 clocks ago
-        r = Signal(name=f"in_tensor_d{k + 1}")
-        m.d.sync += r.eq(in_tensor if k == 0 else prev)
-        prev = r
-        held = held & r
+    held = in_tensor & Cat(*_shadow_line(m, in_tensor, 3, "in_tensor")).all()    # now and 1..3 clocks ago
     ok = Cat(*cfg_checks(p, tcfg)).all()
     m.d.comb += Assert(~held | (tdrop == ~ok), "front end: tdrop is not the refusal of the held tcfg")
 
