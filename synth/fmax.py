@@ -13,6 +13,11 @@ of issue #9 with whether it is met.
 This is a benchmark, not a test: about 3-6 minutes of nextpnr per plain unit
 and seed on one core, 15-35 minutes per Gecko unit (routed with nextpnr's
 ``router2``: the default router did not finish the Gecko packer in 28 minutes).  ``python -m sfp.synth.fmax --help``.
+
+A nextpnr run that fails or runs past ``--timeout`` minutes loses only its seed:
+the table marks it (``not placed`` with the reason), the median is over the
+seeds that placed, and the exit status is 1.  A synthesis failure, or bad
+arguments, is a one-line error with status 2.
 """
 
 from __future__ import annotations
@@ -30,6 +35,7 @@ from amaranth.back import verilog
 from sfp.hw.params import HwParams
 
 from .pnr import place_and_route
+from .tools import ToolError
 from .units import ScanWrapper, units
 from .yosys import synthesize
 
@@ -51,8 +57,13 @@ def _write(path: str, text: str) -> None:
 
 
 def measure(build: str, unit: str, workdir: str, seeds=(1, 2, 3), freq_mhz: float = 200.0,
-            progress=None, router: str | None = None) -> dict:
-    """Synthesize ``unit`` of ``build`` once and place and route it with every seed."""
+            progress=None, router: str | None = None, timeout_s: float = 3600) -> dict:
+    """Synthesize ``unit`` of ``build`` once and place and route it with every seed.
+
+    A seed whose nextpnr run fails or runs past ``timeout_s`` is kept in ``runs`` with
+    ``fmax_mhz`` None and its ``error``; the median is over the seeds that placed (None
+    if none did), and ``fmax_seed1`` is the first seed's figure or None.
+    """
     p = HwParams(**BUILDS[build])
     factory = units(p, [unit])[unit]
     os.makedirs(workdir, exist_ok=True)
@@ -75,17 +86,25 @@ def measure(build: str, unit: str, workdir: str, seeds=(1, 2, 3), freq_mhz: floa
         sdir = os.path.join(wdir, f"seed{s}")
         os.makedirs(sdir, exist_ok=True)
         shutil.copyfile(os.path.join(wdir, net), os.path.join(sdir, net))
-        pr = place_and_route(os.path.join(sdir, net), "ecp5", sdir, freq_mhz=freq_mhz, seed=s,
-                             router=router)
+        try:
+            pr = place_and_route(os.path.join(sdir, net), "ecp5", sdir, freq_mhz=freq_mhz, seed=s,
+                                 router=router, timeout=timeout_s)
+        except ToolError as exc:
+            # one seed lost (a timeout, most often) must not lose the others' figures
+            runs.append({"seed": s, "fmax_mhz": None, "error": str(exc)})
+            if progress:
+                progress(f"{build} {unit}: seed {s}: not placed: {exc}")
+            continue
         runs.append({"seed": s, "fmax_mhz": pr["fmax_mhz"], "critical_path": pr.get("critical_path", {}),
                      "utilization": pr.get("utilization", {})})
         if progress:
             progress(f"{build} {unit}: seed {s}: {pr['fmax_mhz']} MHz")
-    fm = [r["fmax_mhz"] for r in runs]
+    fm = [r["fmax_mhz"] for r in runs if r["fmax_mhz"] is not None]
     return {"build": build, "unit": unit, "params": p.as_dict(),
             "lut": own.get("lut"), "carry": own.get("carry"), "ff": own.get("ff"), "bram": own.get("bram"),
             "lutram": own.get("lutram"), "dsp": own.get("dsp"),
-            "fmax_seed1": fm[0], "fmax_median": statistics.median(fm), "runs": runs, "router": router or "router1",
+            "fmax_seed1": runs[0]["fmax_mhz"], "fmax_median": statistics.median(fm) if fm else None,
+            "runs": runs, "router": router or "router1",
             "seconds": round(time.monotonic() - t0, 1)}
 
 
@@ -94,26 +113,38 @@ def _gbs(p: dict, mhz: float) -> float:
     return p["lanes"] * width * mhz * 1e6 / 1e9
 
 
+def _mhz(x: float | None) -> str:
+    return "not placed" if x is None else f"{x:.1f}"
+
+
+def _placed(r: dict) -> int:
+    return sum(1 for run in r["runs"] if "error" not in run)
+
+
 def target_rows(results: list[dict]) -> list[tuple[str, str, str, str]]:
-    """(target, required, measured, met) for the issue's targets the results cover."""
+    """(target, required, measured, met) for the issue's targets the results cover.
+
+    A unit no seed placed is "not placed" and its targets are not met."""
     by = {(r["build"], r["unit"]): r for r in results}
     rows = []
     for (b, u), t in TARGETS_MHZ.items():
         r = by.get((b, u))
         if r:
-            rows.append((f"{b} {u} Fmax, median of {len(r['runs'])} seeds (seed 1)", f">= {t:g} MHz",
-                         f"{r['fmax_median']:.1f} ({r['fmax_seed1']:.1f}) MHz",
-                         "yes" if r["fmax_median"] >= t else "NO"))
+            n, placed = len(r["runs"]), _placed(r)
+            seeds = f"{n} seeds" if placed == n else f"{placed} of {n} seeds placed"
+            med = r["fmax_median"]
+            rows.append((f"{b} {u} Fmax, median of {seeds} (seed 1)", f">= {t:g} MHz",
+                         f"{_mhz(med)} ({_mhz(r['fmax_seed1'])}) MHz",
+                         "yes" if med is not None and med >= t else "NO"))
     for b in BUILDS:
-        pk, up = by.get((b, "packer")), by.get((b, "unpacker"))
-        if pk:
-            g = _gbs(pk["params"], pk["fmax_median"])
-            rows.append((f"{b} packer: {pk['params']['source']} into the packer", f">= {GBS_TARGET} GB/s",
-                         f"{g:.2f} GB/s", "yes" if g >= GBS_TARGET else "NO"))
-        if up:
-            g = _gbs(up["params"], up["fmax_median"])
-            rows.append((f"{b} unpacker: {up['params']['source']} out of the unpacker", f">= {GBS_TARGET} GB/s",
-                         f"{g:.2f} GB/s", "yes" if g >= GBS_TARGET else "NO"))
+        for u, what in (("packer", "into the packer"), ("unpacker", "out of the unpacker")):
+            r = by.get((b, u))
+            if r:
+                med = r["fmax_median"]
+                g = None if med is None else _gbs(r["params"], med)
+                rows.append((f"{b} {u}: {r['params']['source']} {what}", f">= {GBS_TARGET} GB/s",
+                             "not placed" if g is None else f"{g:.2f} GB/s",
+                             "yes" if g is not None and g >= GBS_TARGET else "NO"))
     pl = [by.get(("plain", u)) for u in ("packer", "unpacker")]
     if all(pl):
         lut = sum(r["lut"] for r in pl)
@@ -133,13 +164,17 @@ def format_table(results: list[dict]) -> str:
             "| Fmax median (MHz) | critical path (seed 1) |")
     lines = [head, "|---" * (head.count("|") - 1) + "|"]
     for r in results:
-        cp = r["runs"][0].get("critical_path") or {}
+        first = r["runs"][0]
+        cp = first.get("critical_path") or {}
         where = ", ".join(cp.get("sources", [])[:3])
         lvl = cp.get("logic_levels")
         crit = f"{lvl} levels, {cp.get('delay_ns')} ns: {where}" if lvl is not None else ""
+        lost = [f"seed {run['seed']}: {run['error']}" for run in r["runs"] if "error" in run]
+        if lost:
+            crit = "; ".join(([crit] if crit else []) + lost)
         # TRELLIS_DPR16X4 (Yosys) is placed as one TRELLIS_RAMW each
         lines.append(f"| {r['build']} | {r['unit']} | {r['lut']} | {r['carry']} | {r['ff']} | {r['bram']} "
-                     f"| {r['lutram']} | {r['fmax_seed1']:.1f} | {r['fmax_median']:.1f} | {crit} |")
+                     f"| {r['lutram']} | {_mhz(r['fmax_seed1'])} | {_mhz(r['fmax_median'])} | {crit} |")
     lines += ["", "| target (issue #9) | required | measured | met |", "|---|---|---|---|"]
     lines += [f"| {a} | {b} | {c} | {d} |" for a, b, c, d in target_rows(results)]
     return "\n".join(lines)
@@ -156,6 +191,9 @@ def main(argv=None) -> int:
     ap.add_argument("--router", choices=("router1", "router2"), default=None,
                     help="nextpnr router (default: router1 for the plain build, router2 for the Gecko build, "
                          "whose packer router1 did not finish routing in 28 min)")
+    ap.add_argument("--timeout", type=float, default=60.0,
+                    help="minutes allowed to one nextpnr run (default 60); a seed past it is reported "
+                         "as not placed and the others go on")
     a = ap.parse_args(argv)
     try:
         builds = [b for b in a.builds.split(",") if b]
@@ -164,20 +202,28 @@ def main(argv=None) -> int:
         bad = [b for b in builds if b not in BUILDS] + [u for u in unit_names if u not in ("packer", "unpacker")]
         if bad or not seeds:
             raise ValueError(f"unknown build/unit {bad[0]!r}" if bad else "no seeds")
+        if not a.timeout > 0:
+            raise ValueError(f"--timeout must be > 0 minutes, not {a.timeout:g}")
     except ValueError as exc:
         print(f"fmax: error: {exc}", file=sys.stderr)
         return 2
     results = []
     for b in builds:
         for u in unit_names:
-            r = measure(b, u, os.path.join(a.outdir, b, u), seeds, a.freq,
-                        progress=lambda s: print(s, file=sys.stderr, flush=True),
-                        router=a.router or ("router2" if b == "gecko" else None))
+            try:
+                r = measure(b, u, os.path.join(a.outdir, b, u), seeds, a.freq,
+                            progress=lambda s: print(s, file=sys.stderr, flush=True),
+                            router=a.router or ("router2" if b == "gecko" else None),
+                            timeout_s=a.timeout * 60)
+            except ToolError as exc:          # synthesis itself failed: nothing to report for any seed
+                print(f"fmax: error: {b} {u}: {exc}", file=sys.stderr)
+                return 2
             results.append(r)
             if a.json:
                 _write(a.json, json.dumps(results, indent=1) + "\n")
     print(format_table(results))
-    return 0
+    # a seed that did not place leaves the table incomplete: say so in the exit status
+    return 1 if any("error" in run for r in results for run in r["runs"]) else 0
 
 
 if __name__ == "__main__":
